@@ -1,0 +1,11 @@
+//! eqflow: equivariant continuous normalizing flows for 2D φ⁴ lattice field theory.
+#![deny(missing_docs)]
+
+pub mod action;
+pub mod error;
+pub mod lattice;
+pub mod rng;
+
+pub use action::{Action, Couplings};
+pub use error::{Error, Result, Status};
+pub use lattice::Lattice;
