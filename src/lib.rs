@@ -9,3 +9,5 @@ pub mod rng;
 pub use action::{Action, Couplings};
 pub use error::{Error, Result, Status};
 pub use lattice::Lattice;
+pub mod real;
+pub mod sincos;
