@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod error;
+pub mod flow;
 pub mod lattice;
 pub mod rng;
 
@@ -11,3 +12,4 @@ pub use error::{Error, Result, Status};
 pub use lattice::Lattice;
 pub mod real;
 pub mod sincos;
+pub mod train;

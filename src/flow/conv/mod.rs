@@ -1,0 +1,74 @@
+//! Full-lattice convolutions of feature channels with a displacement kernel (SPEC §3.1):
+//!
+//! out[x] = Σ_c Σ_y W[c][x − y] g[c][y]                       (forward)
+//! a[c][y] = Σ_x W[c][x − y] k̄[x],  W̄[c][r] += Σ_x k̄[x] g[c][x − r]   (backward)
+//!
+//! Two evaluations with one interface: a dense matrix product (fast for small L) and
+//! real FFTs (fast for large L). The direct sum in `direct` is the test oracle.
+
+pub mod dense;
+pub mod direct;
+
+use crate::real::Real;
+
+/// How the convolutions are evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConvMethod {
+    /// Choose by lattice size (what measured fastest).
+    Auto,
+    /// Dense V × (n_c·V) matrix product.
+    Dense,
+    /// FFTs.
+    Fft,
+}
+
+/// A planned convolution for a lattice size and channel count.
+pub enum ConvPlan<R: Real> {
+    /// Dense matrix product.
+    Dense(dense::DenseConv<R>),
+}
+
+/// A kernel prepared for one time.
+pub enum ConvKernel<R: Real> {
+    /// Dense matrix.
+    Dense(dense::DenseKernel<R>),
+}
+
+/// Per-thread scratch.
+pub enum ConvScratch<R: Real> {
+    /// Dense scratch.
+    Dense(dense::DenseScratch<R>),
+}
+
+impl<R: Real> ConvPlan<R> {
+    /// Plans the convolution; `Auto` picks by size.
+    pub fn new(method: ConvMethod, l: usize, n_c: usize) -> Self {
+        match method {
+            ConvMethod::Auto | ConvMethod::Dense | ConvMethod::Fft => ConvPlan::Dense(dense::DenseConv::new(l, n_c)),
+        }
+    }
+    /// Prepares the kernel W (n_c × V, real space).
+    pub fn prepare(&self, wt: &[R]) -> ConvKernel<R> {
+        match self {
+            ConvPlan::Dense(p) => ConvKernel::Dense(p.prepare(wt)),
+        }
+    }
+    /// Scratch for batches of up to `nb` fields.
+    pub fn scratch(&self, nb: usize) -> ConvScratch<R> {
+        match self {
+            ConvPlan::Dense(p) => ConvScratch::Dense(p.scratch(nb)),
+        }
+    }
+    /// out (nb × V) = conv(W, g) with g nb × n_c × V.
+    pub fn forward(&self, k: &ConvKernel<R>, g: &[R], out: &mut [R], s: &mut ConvScratch<R>) {
+        match (self, k, s) {
+            (ConvPlan::Dense(p), ConvKernel::Dense(k), ConvScratch::Dense(s)) => p.forward(k, g, out, s),
+        }
+    }
+    /// a (nb × n_c × V) = transpose-conv(W, k̄); W̄ (n_c × V) += Σ_b k̄ ⋆ g.
+    pub fn backward(&self, k: &ConvKernel<R>, kbar: &[R], g: &[R], a: &mut [R], wbar: &mut [R], s: &mut ConvScratch<R>) {
+        match (self, k, s) {
+            (ConvPlan::Dense(p), ConvKernel::Dense(k), ConvScratch::Dense(s)) => p.backward(k, kbar, g, a, wbar, s),
+        }
+    }
+}

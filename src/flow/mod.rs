@@ -1,0 +1,15 @@
+//! The equivariant continuous flow (SPEC §3): architecture, parameters, vector field,
+//! RK4 integration with exact log-densities, and exact gradients.
+
+pub mod config;
+pub mod conv;
+pub mod features;
+pub mod grad;
+pub mod model;
+pub mod ode;
+pub mod params;
+pub mod time_kernel;
+pub mod vector_field;
+
+pub use config::{Architecture, FeatureKind, KernelSymmetry, OmegaInit, TimeKernelKind};
+pub use model::{Flow, FlowConfig, Precision, Samples, StepStats};

@@ -1,0 +1,297 @@
+//! The equivariant vector field f_θ(φ, t) and its exact divergence (SPEC §3.1, seed Eq. 9),
+//! prepared for one parameter vector, with its vector-Jacobian product for back-propagation.
+//!
+//! f(φ, t)_x = Σ_y Σ_c W_t[c][x − y] g_c(φ_y),   W_t[c][r] = Σ_a W[o(r)][a][c] K'_a(t)
+//! ∇·f = Σ_x Σ_c W_t[c][0] g_c'(φ_x) = Σ_j β_j Σ_x h_j'(φ_x),   β_j = Σ_c W_t[c][0] F̃_cj
+//!
+//! with g = F̃ h (F̃ = F / n_h when features are mixed, the identity otherwise) and
+//! K' = T K / d_t when time is mixed (K otherwise).
+
+use super::config::Architecture;
+use super::conv::{ConvKernel, ConvMethod, ConvPlan, ConvScratch};
+use super::features::Features;
+use super::params::Layout;
+use super::time_kernel;
+use crate::lattice::Lattice;
+use crate::real::Real;
+
+/// One of the 2·N_t + 1 distinct times at which RK4 evaluates the field.
+pub struct Slot<R: Real> {
+    /// The time t.
+    pub t: f64,
+    /// Raw time kernel K(t) (d_t).
+    pub k: Vec<f64>,
+    /// Effective time weights K'(t) (n_tc).
+    pub kp: Vec<f64>,
+    /// W_t[c][0] (n_c).
+    pub w0: Vec<R>,
+    /// Divergence weights β_j (n_h).
+    pub beta: Vec<R>,
+    /// The convolution kernel W_t.
+    pub kernel: ConvKernel<R>,
+}
+
+/// The vector field for one parameter vector, with every time slot prepared.
+pub struct VectorField<R: Real> {
+    /// The lattice.
+    pub lattice: Lattice,
+    /// The architecture.
+    pub arch: Architecture,
+    /// The parameter layout.
+    pub layout: Layout,
+    /// The parameters (f64 master copy).
+    pub params: Vec<f64>,
+    /// The site features.
+    pub feats: Features<R>,
+    fmix: Option<Vec<R>>,
+    /// Slots 2n (t = n·h) and 2n+1 (t = (n+½)·h).
+    pub slots: Vec<Slot<R>>,
+    conv: ConvPlan<R>,
+}
+
+/// Per-thread buffers for a chunk of up to `nb` fields.
+pub struct Work<R: Real> {
+    nb: usize,
+    h: Vec<R>,
+    hp: Vec<R>,
+    cos: Vec<R>,
+    g: Vec<R>,
+    a: Vec<R>,
+    hbar: Vec<R>,
+    wbar_t: Vec<R>,
+    fbar: Vec<R>,
+    beta_bar: Vec<f64>,
+    conv: ConvScratch<R>,
+}
+
+impl<R: Real> VectorField<R> {
+    /// Prepares the field for `params` (layout of `layout`), evaluated with `method`.
+    pub fn new(arch: &Architecture, lattice: Lattice, layout: &Layout, params: &[f64], method: ConvMethod) -> Self {
+        let v = lattice.volume();
+        let (n_c, n_h, n_tc, d_t, n_orb) = (layout.n_c, layout.n_h, layout.n_tc, layout.d_t, layout.n_orb);
+        let feats = Features {
+            kind: arch.features,
+            omega: params[layout.omega.clone()].iter().map(|&w| R::of(w)).collect(),
+            linear: arch.linear_feature,
+        };
+        let fmix: Option<Vec<R>> =
+            layout.f.clone().map(|f| params[f].iter().map(|&x| R::of(x / n_h as f64)).collect());
+        let conv = ConvPlan::new(method, lattice.size(), n_c);
+        let w = &params[layout.w.clone()];
+        let n_steps = arch.ode_steps;
+        let mut slots = Vec::with_capacity(2 * n_steps + 1);
+        let mut wo = vec![0.0; n_orb * n_c];
+        let mut wt = vec![R::zero(); n_c * v];
+        for s in 0..=2 * n_steps {
+            let t = s as f64 / (2 * n_steps) as f64;
+            let mut k = vec![0.0; d_t];
+            time_kernel::eval(arch.time_kernel, t, &mut k);
+            let kp: Vec<f64> = match (&layout.t, arch.time_mixing) {
+                (Some(tr), Some(_)) => {
+                    let tm = &params[tr.clone()];
+                    (0..n_tc).map(|a| (0..d_t).map(|j| tm[a * d_t + j] * k[j]).sum::<f64>() / d_t as f64).collect()
+                }
+                _ => k.clone(),
+            };
+            // W_o[o][c] = Σ_a W[o][a][c] K'_a, then spread over displacements
+            wo.iter_mut().for_each(|x| *x = 0.0);
+            for o in 0..n_orb {
+                for (a, &ka) in kp.iter().enumerate() {
+                    let row = &w[(o * n_tc + a) * n_c..(o * n_tc + a + 1) * n_c];
+                    for c in 0..n_c {
+                        wo[o * n_c + c] += row[c] * ka;
+                    }
+                }
+            }
+            for r in 0..v {
+                let o = layout.orbit_of[r];
+                for c in 0..n_c {
+                    wt[c * v + r] = R::of(wo[o * n_c + c]);
+                }
+            }
+            let w0: Vec<R> = (0..n_c).map(|c| wt[c * v]).collect();
+            let beta: Vec<R> = match &fmix {
+                Some(f) => (0..n_h).map(|j| (0..n_c).fold(R::zero(), |acc, c| acc + w0[c] * f[c * n_h + j])).collect(),
+                None => w0.clone(),
+            };
+            let kernel = conv.prepare(&wt);
+            slots.push(Slot { t, k, kp, w0, beta, kernel });
+        }
+        VectorField {
+            lattice,
+            arch: arch.clone(),
+            layout: layout.clone(),
+            params: params.to_vec(),
+            feats,
+            fmix,
+            slots,
+            conv,
+        }
+    }
+
+    /// Buffers for chunks of up to `nb` fields.
+    pub fn work(&self, nb: usize) -> Work<R> {
+        let v = self.lattice.volume();
+        let (n_c, n_h, n_w) = (self.layout.n_c, self.layout.n_h, self.feats.omega.len());
+        let mixed = self.fmix.is_some();
+        Work {
+            nb,
+            h: vec![R::zero(); nb * n_h * v],
+            hp: vec![R::zero(); nb * n_h * v],
+            cos: vec![R::zero(); nb * n_w.max(1) * v],
+            g: if mixed { vec![R::zero(); nb * n_c * v] } else { Vec::new() },
+            a: vec![R::zero(); nb * n_c * v],
+            hbar: if mixed { vec![R::zero(); nb * n_h * v] } else { Vec::new() },
+            wbar_t: vec![R::zero(); n_c * v],
+            fbar: if mixed { vec![R::zero(); n_c * n_h] } else { Vec::new() },
+            beta_bar: vec![0.0; n_h],
+            conv: self.conv.scratch(nb),
+        }
+    }
+
+    /// Features h, h', cos and (if mixed) g of the fields `u` into the work buffers.
+    fn features(&self, u: &[R], w: &mut Work<R>) -> usize {
+        let v = self.lattice.volume();
+        let nb = u.len() / v;
+        assert!(nb <= w.nb && u.len() == nb * v, "vector field: chunk of {nb} fields exceeds work size {}", w.nb);
+        let (n_c, n_h, n_w) = (self.layout.n_c, self.layout.n_h, self.feats.omega.len().max(1));
+        for b in 0..nb {
+            self.feats.eval(
+                &u[b * v..(b + 1) * v],
+                &mut w.h[b * n_h * v..(b + 1) * n_h * v],
+                &mut w.hp[b * n_h * v..(b + 1) * n_h * v],
+                &mut w.cos[b * n_w * v..(b + 1) * n_w * v],
+            );
+            if let Some(f) = &self.fmix {
+                R::gemm(
+                    n_c,
+                    n_h,
+                    v,
+                    R::one(),
+                    f,
+                    n_h as isize,
+                    1,
+                    &w.h[b * n_h * v..(b + 1) * n_h * v],
+                    v as isize,
+                    1,
+                    R::zero(),
+                    &mut w.g[b * n_c * v..(b + 1) * n_c * v],
+                    v as isize,
+                    1,
+                );
+            }
+        }
+        nb
+    }
+
+    /// f(u, t_slot) into `f` and ∇·f into `div`, for a chunk of fields `u` (nb × V).
+    pub fn eval(&self, slot: usize, u: &[R], f: &mut [R], div: &mut [f64], w: &mut Work<R>) {
+        let v = self.lattice.volume();
+        let nb = self.features(u, w);
+        let n_h = self.layout.n_h;
+        let s = &self.slots[slot];
+        let g = if self.fmix.is_some() { &w.g[..nb * self.layout.n_c * v] } else { &w.h[..nb * n_h * v] };
+        self.conv.forward(&s.kernel, g, &mut f[..nb * v], &mut w.conv);
+        for (b, d) in div.iter_mut().enumerate().take(nb) {
+            let hp = &w.hp[b * n_h * v..(b + 1) * n_h * v];
+            let mut acc = 0.0;
+            for (j, &beta) in s.beta.iter().enumerate() {
+                let row_sum = hp[j * v..(j + 1) * v].iter().fold(R::zero(), |a, &x| a + x);
+                acc += (beta * row_sum).f64();
+            }
+            *d = acc;
+        }
+    }
+
+    /// Vector-Jacobian product at slot `slot` for fields `u`: given k̄ = ∂L/∂f (nb × V) and
+    /// d̄ = ∂L/∂(∇·f) (nb), accumulates ∂L/∂u into `ubar` and ∂L/∂θ into `grad` (flat layout).
+    pub fn vjp(&self, slot: usize, u: &[R], kbar: &[R], dbar: &[f64], ubar: &mut [R], grad: &mut [f64], w: &mut Work<R>) {
+        let v = self.lattice.volume();
+        let nb = self.features(u, w);
+        let lay = &self.layout;
+        let (n_c, n_h, n_tc, d_t, n_orb) = (lay.n_c, lay.n_h, lay.n_tc, lay.d_t, lay.n_orb);
+        let n_w = self.feats.omega.len().max(1);
+        let s = &self.slots[slot];
+        w.wbar_t.iter_mut().for_each(|x| *x = R::zero());
+        {
+            let g = if self.fmix.is_some() { &w.g[..nb * n_c * v] } else { &w.h[..nb * n_h * v] };
+            self.conv.backward(&s.kernel, &kbar[..nb * v], g, &mut w.a[..nb * n_c * v], &mut w.wbar_t, &mut w.conv);
+        }
+        if let Some(f) = &self.fmix {
+            // h̄ = F̃ᵀ ḡ and F̄ += (1/n_h) Σ_b ḡ hᵀ
+            w.fbar.iter_mut().for_each(|x| *x = R::zero());
+            for b in 0..nb {
+                let a = &w.a[b * n_c * v..(b + 1) * n_c * v];
+                R::gemm(n_h, n_c, v, R::one(), f, 1, n_h as isize, a, v as isize, 1, R::zero(),
+                    &mut w.hbar[b * n_h * v..(b + 1) * n_h * v], v as isize, 1);
+                R::gemm(n_c, v, n_h, R::one(), a, v as isize, 1, &w.h[b * n_h * v..(b + 1) * n_h * v], 1, v as isize,
+                    R::one(), &mut w.fbar, n_h as isize, 1);
+            }
+        }
+        w.beta_bar.iter_mut().for_each(|x| *x = 0.0);
+        let om = lay.omega.clone();
+        for b in 0..nb {
+            let hbar = if self.fmix.is_some() { &w.hbar[b * n_h * v..(b + 1) * n_h * v] } else { &w.a[b * n_c * v..(b + 1) * n_c * v] };
+            self.feats.backward(
+                &u[b * v..(b + 1) * v],
+                &w.h[b * n_h * v..(b + 1) * n_h * v],
+                &w.hp[b * n_h * v..(b + 1) * n_h * v],
+                &w.cos[b * n_w * v..(b + 1) * n_w * v],
+                hbar,
+                &s.beta,
+                dbar[b],
+                &mut ubar[b * v..(b + 1) * v],
+                &mut grad[om.clone()],
+                &mut w.beta_bar,
+            );
+        }
+        // β_j = Σ_c w0_c F̃_cj: back to w0 (and F)
+        let mut w0bar = vec![0.0; n_c];
+        match (&self.fmix, &lay.f) {
+            (Some(f), Some(fr)) => {
+                let gf = &mut grad[fr.clone()];
+                for c in 0..n_c {
+                    let mut acc = 0.0;
+                    for j in 0..n_h {
+                        acc += w.beta_bar[j] * f[c * n_h + j].f64();
+                        gf[c * n_h + j] += (s.w0[c].f64() * w.beta_bar[j] + w.fbar[c * n_h + j].f64()) / n_h as f64;
+                    }
+                    w0bar[c] = acc;
+                }
+            }
+            _ => w0bar.copy_from_slice(&w.beta_bar[..n_c]),
+        }
+        // W̄_t (displacements) → orbits; then through W_t = Σ_a W[o][a][c] K'_a
+        let mut wo_bar = vec![0.0; n_orb * n_c];
+        for c in 0..n_c {
+            for r in 0..v {
+                wo_bar[lay.orbit_of[r] * n_c + c] += w.wbar_t[c * v + r].f64();
+            }
+            wo_bar[lay.orbit_of[0] * n_c + c] += w0bar[c];
+        }
+        let mut kp_bar = vec![0.0; n_tc];
+        {
+            let wpar = &self.params[lay.w.clone()];
+            let gw = &mut grad[lay.w.clone()];
+            for o in 0..n_orb {
+                for a in 0..n_tc {
+                    let base = (o * n_tc + a) * n_c;
+                    let mut acc = 0.0;
+                    for c in 0..n_c {
+                        gw[base + c] += s.kp[a] * wo_bar[o * n_c + c];
+                        acc += wpar[base + c] * wo_bar[o * n_c + c];
+                    }
+                    kp_bar[a] += acc;
+                }
+            }
+        }
+        if let Some(tr) = &lay.t {
+            let gt = &mut grad[tr.clone()];
+            for a in 0..n_tc {
+                for j in 0..d_t {
+                    gt[a * d_t + j] += kp_bar[a] * s.k[j] / d_t as f64;
+                }
+            }
+        }
+    }
+}
