@@ -120,7 +120,7 @@ impl Lattice {
             })
             .collect()
     }
-    /// Applies a symmetry to a field: out[s(x)] = ±φ[x].
+    /// Applies a symmetry to a field: out at s(x) is ±φ at x.
     pub fn transform(&self, s: Symmetry, phi: &[f64]) -> Vec<f64> {
         let mut out = vec![0.0; phi.len()];
         let sign = if s.flip { -1.0 } else { 1.0 };

@@ -5,6 +5,8 @@ pub mod action;
 pub mod error;
 pub mod flow;
 pub mod lattice;
+pub mod mcmc;
+pub mod observables;
 pub mod rng;
 
 pub use action::{Action, Couplings};

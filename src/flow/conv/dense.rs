@@ -7,12 +7,15 @@ use crate::real::Real;
 pub struct DenseConv<R: Real> {
     l: usize,
     n_c: usize,
+    /// disp[x·V + y] = index of the displacement x − y.
+    disp: Vec<u32>,
     _r: std::marker::PhantomData<R>,
 }
 
-/// The V × (n_c·V) matrix for one kernel.
+/// The V × (n_c·V) matrix for one kernel, and its transpose (both contiguous for GEMM packing).
 pub struct DenseKernel<R: Real> {
     m: Vec<R>,
+    mt: Vec<R>,
 }
 
 /// Scratch: the V × (n_c·V) kernel-gradient matrix before its reduction to displacements.
@@ -23,26 +26,35 @@ pub struct DenseScratch<R: Real> {
 impl<R: Real> DenseConv<R> {
     /// A plan for side `l` and `n_c` channels.
     pub fn new(l: usize, n_c: usize) -> Self {
-        DenseConv { l, n_c, _r: std::marker::PhantomData }
-    }
-    fn disp(&self, x: usize, y: usize) -> usize {
-        let l = self.l;
-        ((x / l + l - y / l) % l) * l + (x % l + l - y % l) % l
+        let v = l * l;
+        let mut disp = vec![0u32; v * v];
+        for x in 0..v {
+            for y in 0..v {
+                disp[x * v + y] = (((x / l + l - y / l) % l) * l + (x % l + l - y % l) % l) as u32;
+            }
+        }
+        DenseConv { l, n_c, disp, _r: std::marker::PhantomData }
     }
     /// Builds M from W (n_c × V).
     pub fn prepare(&self, wt: &[R]) -> DenseKernel<R> {
         let v = self.l * self.l;
         let k = self.n_c * v;
         let mut m = vec![R::zero(); v * k];
-        for x in 0..v {
-            for y in 0..v {
-                let r = self.disp(x, y);
-                for c in 0..self.n_c {
-                    m[x * k + c * v + y] = wt[c * v + r];
+        let mut mt = vec![R::zero(); v * k];
+        for c in 0..self.n_c {
+            let w = &wt[c * v..(c + 1) * v];
+            for x in 0..v {
+                let d = &self.disp[x * v..(x + 1) * v];
+                let row = &mut m[x * k + c * v..x * k + (c + 1) * v];
+                for (o, &r) in row.iter_mut().zip(d) {
+                    *o = w[r as usize];
+                }
+                for y in 0..v {
+                    mt[(c * v + y) * v + x] = row[y];
                 }
             }
         }
-        DenseKernel { m }
+        DenseKernel { m, mt }
     }
     /// Scratch for any batch size.
     pub fn scratch(&self, _nb: usize) -> DenseScratch<R> {
@@ -55,7 +67,7 @@ impl<R: Real> DenseConv<R> {
         let kk = self.n_c * v;
         let nb = out.len() / v;
         assert_eq!(g.len(), nb * kk, "dense forward: g length");
-        R::gemm(nb, kk, v, R::one(), g, kk as isize, 1, &k.m, 1, kk as isize, R::zero(), out, v as isize, 1);
+        R::gemm(nb, kk, v, R::one(), g, kk as isize, 1, &k.mt, v as isize, 1, R::zero(), out, v as isize, 1);
     }
     /// a = k̄ · M; W̄[c][r] += Σ_x (k̄ᵀ g)[x][c·V + x − r].
     pub fn backward(&self, k: &DenseKernel<R>, kbar: &[R], g: &[R], a: &mut [R], wbar: &mut [R], s: &mut DenseScratch<R>) {
@@ -66,12 +78,12 @@ impl<R: Real> DenseConv<R> {
         assert_eq!(a.len(), nb * kk, "dense backward: a length");
         R::gemm(nb, v, kk, R::one(), kbar, v as isize, 1, &k.m, kk as isize, 1, R::zero(), a, kk as isize, 1);
         R::gemm(v, nb, kk, R::one(), kbar, 1, v as isize, g, kk as isize, 1, R::zero(), &mut s.gm, kk as isize, 1);
-        for x in 0..v {
-            let row = &s.gm[x * kk..(x + 1) * kk];
-            for y in 0..v {
-                let r = self.disp(x, y);
-                for c in 0..self.n_c {
-                    wbar[c * v + r] = wbar[c * v + r] + row[c * v + y];
+        for c in 0..self.n_c {
+            let wb = &mut wbar[c * v..(c + 1) * v];
+            for x in 0..v {
+                let row = &s.gm[x * kk + c * v..x * kk + (c + 1) * v];
+                for (&r, &gv) in self.disp[x * v..(x + 1) * v].iter().zip(row) {
+                    wb[r as usize] = wb[r as usize] + gv;
                 }
             }
         }

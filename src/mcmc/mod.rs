@@ -1,0 +1,3 @@
+//! Markov chains: the reference HMC sampler and independence Metropolis with flow proposals.
+
+pub mod hmc;
