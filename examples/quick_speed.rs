@@ -13,7 +13,10 @@ fn main() {
     f.train_step().unwrap();
     let t = Instant::now();
     let n = 5;
-    for _ in 0..n { let s = f.train_step().unwrap(); eprintln!("{:?}", s); }
+    for _ in 0..n {
+        let s = f.train_step().unwrap();
+        eprintln!("{:?}", s);
+    }
     println!("L={l} {arch} {prec:?}: {:.3} s/step", t.elapsed().as_secs_f64() / n as f64);
     let t = Instant::now();
     let s = f.sample(400).unwrap();

@@ -102,10 +102,7 @@ impl Action {
             for x1 in 0..l {
                 let i = x0 * l + x1;
                 let p = phi[i];
-                let nb = phi[up + x1]
-                    + phi[dn + x1]
-                    + phi[x0 * l + (x1 + 1) % l]
-                    + phi[x0 * l + (x1 + l - 1) % l];
+                let nb = phi[up + x1] + phi[dn + x1] + phi[x0 * l + (x1 + 1) % l] + phi[x0 * l + (x1 + l - 1) % l];
                 force[i] = 2.0 * (4.0 * p - nb) + 2.0 * m2 * p + 4.0 * lam * p * p * p;
             }
         }

@@ -105,9 +105,6 @@ pub fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
 pub fn check_finite(what: &str, x: &[f64]) -> Result<()> {
     match x.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
-        Some(i) => Err(Error::new(
-            Status::InvalidArgument,
-            format!("{what}: entry {i} is not finite ({})", x[i]),
-        )),
+        Some(i) => Err(Error::new(Status::InvalidArgument, format!("{what}: entry {i} is not finite ({})", x[i]))),
     }
 }

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod error;
 pub mod flow;
+pub mod io;
 pub mod lattice;
 pub mod mcmc;
 pub mod observables;

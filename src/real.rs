@@ -77,22 +77,7 @@ macro_rules! impl_real {
                 }
                 // SAFETY: the three asserts above check every accessed element is in bounds.
                 unsafe {
-                    $gemm(
-                        m,
-                        k,
-                        n,
-                        alpha,
-                        a.as_ptr(),
-                        rsa,
-                        csa,
-                        b.as_ptr(),
-                        rsb,
-                        csb,
-                        beta,
-                        c.as_mut_ptr(),
-                        rsc,
-                        csc,
-                    )
+                    $gemm(m, k, n, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), rsc, csc)
                 }
             }
             fn sincos(x: &[Self], s: &mut [Self], c: &mut [Self]) {

@@ -2,7 +2,7 @@
 //! back-propagation through the RK4 steps, recomputing each step's stages from the
 //! stored step-start state (memory N_t × nb × V per chunk, not 4·N_t × ...).
 
-use super::ode::{forward, stages, Stages};
+use super::ode::{forward, stages_upto, Stages};
 use super::vector_field::{VectorField, Work};
 use crate::action::Action;
 use crate::real::Real;
@@ -68,7 +68,7 @@ pub fn loss_and_grad<R: Real>(
     let mut dbar = vec![0.0; nb];
     for n in (0..n_steps).rev() {
         let start = &store[n * nb * v..(n + 1) * nb * v];
-        stages(field, n, start, &mut st, w, false);
+        stages_upto(field, n, start, &mut st, w, false, 3);
         acc.copy_from_slice(&phibar);
         let slots = [2 * n, 2 * n + 1, 2 * n + 1, 2 * n + 2];
         // stage i's point is u_i = φ_n + a_i·h·k_{i−1}, a = (0, ½, ½, 1)

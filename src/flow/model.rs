@@ -158,6 +158,22 @@ impl Flow {
         })
     }
 
+    /// A frozen copy sharing the prepared field: later training of `self` does not change it.
+    pub fn snapshot(&self) -> Flow {
+        Flow {
+            config: self.config.clone(),
+            lattice: self.lattice,
+            action: self.action,
+            layout: self.layout.clone(),
+            params: self.params.clone(),
+            adam: self.adam.clone(),
+            steps_done: self.steps_done,
+            samples_drawn: self.samples_drawn,
+            prepared: self.prepared.clone(),
+            pool: self.pool.clone(),
+        }
+    }
+
     /// The lattice volume V.
     pub fn volume(&self) -> usize {
         self.lattice.volume()
@@ -184,8 +200,12 @@ impl Flow {
         if self.prepared.is_none() {
             let c = &self.config;
             let p = match c.precision {
-                Precision::F64 => Prepared::F64(VectorField::new(&c.arch, self.lattice, &self.layout, &self.params, c.conv)),
-                Precision::F32 => Prepared::F32(VectorField::new(&c.arch, self.lattice, &self.layout, &self.params, c.conv)),
+                Precision::F64 => {
+                    Prepared::F64(VectorField::new(&c.arch, self.lattice, &self.layout, &self.params, c.conv))
+                }
+                Precision::F32 => {
+                    Prepared::F32(VectorField::new(&c.arch, self.lattice, &self.layout, &self.params, c.conv))
+                }
             };
             self.prepared = Some(Arc::new(p));
         }
@@ -379,7 +399,13 @@ fn concat(parts: Vec<Samples>) -> Samples {
     out
 }
 
-fn chunk_grad<R: Real>(f: &VectorField<R>, action: &Action, zc: &[f64], weight: f64, g: &mut [f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn chunk_grad<R: Real>(
+    f: &VectorField<R>,
+    action: &Action,
+    zc: &[f64],
+    weight: f64,
+    g: &mut [f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let v = f.lattice.volume();
     let mut w = f.work(zc.len() / v);
     let zr = to_r::<R>(zc);

@@ -27,6 +27,19 @@ impl<R: Real> Stages<R> {
 /// Evaluates the four RK4 stages of step `n` from `phi` (nb × V). With `back` the step
 /// runs backwards in time, from t_{n+1} to t_n (for the plain backward integration).
 pub fn stages<R: Real>(field: &VectorField<R>, n: usize, phi: &[R], st: &mut Stages<R>, w: &mut Work<R>, back: bool) {
+    stages_upto(field, n, phi, st, w, back, 4)
+}
+
+/// The first `count` stages only (back-propagation needs the points u_1..u_4, so k_4 can be skipped).
+pub fn stages_upto<R: Real>(
+    field: &VectorField<R>,
+    n: usize,
+    phi: &[R],
+    st: &mut Stages<R>,
+    w: &mut Work<R>,
+    back: bool,
+    count: usize,
+) {
     let n_steps = field.arch.ode_steps;
     let h = R::of(if back { -1.0 } else { 1.0 } / n_steps as f64);
     let half = h * R::of(0.5);
@@ -36,6 +49,15 @@ pub fn stages<R: Real>(field: &VectorField<R>, n: usize, phi: &[R], st: &mut Sta
     let slots = [s0, s1, s1, s2];
     let coef = [R::zero(), half, half, h];
     for i in 0..4 {
+        if i == count {
+            // the point u_count is still wanted, its slope is not
+            let (prev, cur) = st.u.split_at_mut(i);
+            let _ = prev;
+            for ((u, &p), &k) in cur[0][..len].iter_mut().zip(phi).zip(&st.k[i - 1][..len]) {
+                *u = p + coef[i] * k;
+            }
+            return;
+        }
         if i > 0 {
             let (prev, cur) = st.u.split_at_mut(i);
             let _ = prev;
@@ -143,7 +165,9 @@ pub fn invert<R: Real>(field: &VectorField<R>, phi: &[R], z: &mut [R], tol: f64,
             if it >= 200 {
                 return Err(Error::new(
                     Status::NoConvergence,
-                    format!("inverse flow: step {n} did not converge to {tol:e} in 200 iterations (last update {delta:e})"),
+                    format!(
+                        "inverse flow: step {n} did not converge to {tol:e} in 200 iterations (last update {delta:e})"
+                    ),
                 ));
             }
         }

@@ -74,9 +74,8 @@ impl<R: Real> VectorField<R> {
             omega: params[layout.omega.clone()].iter().map(|&w| R::of(w)).collect(),
             linear: arch.linear_feature,
         };
-        let fmix: Option<Vec<R>> =
-            layout.f.clone().map(|f| params[f].iter().map(|&x| R::of(x / n_h as f64)).collect());
-        let conv = ConvPlan::new(method, lattice.size(), n_c);
+        let fmix: Option<Vec<R>> = layout.f.clone().map(|f| params[f].iter().map(|&x| R::of(x / n_h as f64)).collect());
+        let conv = ConvPlan::new(method, lattice.size(), n_c, &layout.orbit_of);
         let w = &params[layout.w.clone()];
         let n_steps = arch.ode_steps;
         let mut slots = Vec::with_capacity(2 * n_steps + 1);
@@ -205,7 +204,16 @@ impl<R: Real> VectorField<R> {
 
     /// Vector-Jacobian product at slot `slot` for fields `u`: given k̄ = ∂L/∂f (nb × V) and
     /// d̄ = ∂L/∂(∇·f) (nb), accumulates ∂L/∂u into `ubar` and ∂L/∂θ into `grad` (flat layout).
-    pub fn vjp(&self, slot: usize, u: &[R], kbar: &[R], dbar: &[f64], ubar: &mut [R], grad: &mut [f64], w: &mut Work<R>) {
+    pub fn vjp(
+        &self,
+        slot: usize,
+        u: &[R],
+        kbar: &[R],
+        dbar: &[f64],
+        ubar: &mut [R],
+        grad: &mut [f64],
+        w: &mut Work<R>,
+    ) {
         let v = self.lattice.volume();
         let nb = self.features(u, w);
         let lay = &self.layout;
@@ -222,16 +230,48 @@ impl<R: Real> VectorField<R> {
             w.fbar.iter_mut().for_each(|x| *x = R::zero());
             for b in 0..nb {
                 let a = &w.a[b * n_c * v..(b + 1) * n_c * v];
-                R::gemm(n_h, n_c, v, R::one(), f, 1, n_h as isize, a, v as isize, 1, R::zero(),
-                    &mut w.hbar[b * n_h * v..(b + 1) * n_h * v], v as isize, 1);
-                R::gemm(n_c, v, n_h, R::one(), a, v as isize, 1, &w.h[b * n_h * v..(b + 1) * n_h * v], 1, v as isize,
-                    R::one(), &mut w.fbar, n_h as isize, 1);
+                R::gemm(
+                    n_h,
+                    n_c,
+                    v,
+                    R::one(),
+                    f,
+                    1,
+                    n_h as isize,
+                    a,
+                    v as isize,
+                    1,
+                    R::zero(),
+                    &mut w.hbar[b * n_h * v..(b + 1) * n_h * v],
+                    v as isize,
+                    1,
+                );
+                R::gemm(
+                    n_c,
+                    v,
+                    n_h,
+                    R::one(),
+                    a,
+                    v as isize,
+                    1,
+                    &w.h[b * n_h * v..(b + 1) * n_h * v],
+                    1,
+                    v as isize,
+                    R::one(),
+                    &mut w.fbar,
+                    n_h as isize,
+                    1,
+                );
             }
         }
         w.beta_bar.iter_mut().for_each(|x| *x = 0.0);
         let om = lay.omega.clone();
         for b in 0..nb {
-            let hbar = if self.fmix.is_some() { &w.hbar[b * n_h * v..(b + 1) * n_h * v] } else { &w.a[b * n_c * v..(b + 1) * n_c * v] };
+            let hbar = if self.fmix.is_some() {
+                &w.hbar[b * n_h * v..(b + 1) * n_h * v]
+            } else {
+                &w.a[b * n_c * v..(b + 1) * n_c * v]
+            };
             self.feats.backward(
                 &u[b * v..(b + 1) * v],
                 &w.h[b * n_h * v..(b + 1) * n_h * v],

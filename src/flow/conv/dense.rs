@@ -70,7 +70,15 @@ impl<R: Real> DenseConv<R> {
         R::gemm(nb, kk, v, R::one(), g, kk as isize, 1, &k.mt, v as isize, 1, R::zero(), out, v as isize, 1);
     }
     /// a = k̄ · M; W̄[c][r] += Σ_x (k̄ᵀ g)[x][c·V + x − r].
-    pub fn backward(&self, k: &DenseKernel<R>, kbar: &[R], g: &[R], a: &mut [R], wbar: &mut [R], s: &mut DenseScratch<R>) {
+    pub fn backward(
+        &self,
+        k: &DenseKernel<R>,
+        kbar: &[R],
+        g: &[R],
+        a: &mut [R],
+        wbar: &mut [R],
+        s: &mut DenseScratch<R>,
+    ) {
         let v = self.l * self.l;
         let kk = self.n_c * v;
         let nb = kbar.len() / v;

@@ -8,6 +8,7 @@
 
 pub mod dense;
 pub mod direct;
+pub mod orbit;
 
 use crate::real::Real;
 
@@ -18,6 +19,8 @@ pub enum ConvMethod {
     Auto,
     /// Dense V × (n_c·V) matrix product.
     Dense,
+    /// Channel contraction per displacement orbit, then shifted sums.
+    Orbit,
     /// FFTs.
     Fft,
 }
@@ -26,49 +29,73 @@ pub enum ConvMethod {
 pub enum ConvPlan<R: Real> {
     /// Dense matrix product.
     Dense(dense::DenseConv<R>),
+    /// Orbit contraction.
+    Orbit(orbit::OrbitConv<R>),
 }
 
 /// A kernel prepared for one time.
 pub enum ConvKernel<R: Real> {
     /// Dense matrix.
     Dense(dense::DenseKernel<R>),
+    /// Orbit weights.
+    Orbit(orbit::OrbitKernel<R>),
 }
 
 /// Per-thread scratch.
 pub enum ConvScratch<R: Real> {
     /// Dense scratch.
     Dense(dense::DenseScratch<R>),
+    /// Orbit scratch.
+    Orbit(orbit::OrbitScratch<R>),
 }
 
 impl<R: Real> ConvPlan<R> {
-    /// Plans the convolution; `Auto` picks by size.
-    pub fn new(method: ConvMethod, l: usize, n_c: usize) -> Self {
+    /// Plans the convolution for side `l`, `n_c` channels and kernel orbits `orbit_of`;
+    /// `Auto` picks by size.
+    pub fn new(method: ConvMethod, l: usize, n_c: usize, orbit_of: &[usize]) -> Self {
         match method {
-            ConvMethod::Auto | ConvMethod::Dense | ConvMethod::Fft => ConvPlan::Dense(dense::DenseConv::new(l, n_c)),
+            ConvMethod::Dense => ConvPlan::Dense(dense::DenseConv::new(l, n_c)),
+            ConvMethod::Auto | ConvMethod::Orbit | ConvMethod::Fft => {
+                ConvPlan::Orbit(orbit::OrbitConv::new(l, n_c, orbit_of))
+            }
         }
     }
     /// Prepares the kernel W (n_c × V, real space).
     pub fn prepare(&self, wt: &[R]) -> ConvKernel<R> {
         match self {
             ConvPlan::Dense(p) => ConvKernel::Dense(p.prepare(wt)),
+            ConvPlan::Orbit(p) => ConvKernel::Orbit(p.prepare(wt)),
         }
     }
     /// Scratch for batches of up to `nb` fields.
     pub fn scratch(&self, nb: usize) -> ConvScratch<R> {
         match self {
             ConvPlan::Dense(p) => ConvScratch::Dense(p.scratch(nb)),
+            ConvPlan::Orbit(p) => ConvScratch::Orbit(p.scratch(nb)),
         }
     }
     /// out (nb × V) = conv(W, g) with g nb × n_c × V.
     pub fn forward(&self, k: &ConvKernel<R>, g: &[R], out: &mut [R], s: &mut ConvScratch<R>) {
         match (self, k, s) {
             (ConvPlan::Dense(p), ConvKernel::Dense(k), ConvScratch::Dense(s)) => p.forward(k, g, out, s),
+            (ConvPlan::Orbit(p), ConvKernel::Orbit(k), ConvScratch::Orbit(s)) => p.forward(k, g, out, s),
+            _ => unreachable!("convolution plan, kernel and scratch of different methods"),
         }
     }
     /// a (nb × n_c × V) = transpose-conv(W, k̄); W̄ (n_c × V) += Σ_b k̄ ⋆ g.
-    pub fn backward(&self, k: &ConvKernel<R>, kbar: &[R], g: &[R], a: &mut [R], wbar: &mut [R], s: &mut ConvScratch<R>) {
+    pub fn backward(
+        &self,
+        k: &ConvKernel<R>,
+        kbar: &[R],
+        g: &[R],
+        a: &mut [R],
+        wbar: &mut [R],
+        s: &mut ConvScratch<R>,
+    ) {
         match (self, k, s) {
             (ConvPlan::Dense(p), ConvKernel::Dense(k), ConvScratch::Dense(s)) => p.backward(k, kbar, g, a, wbar, s),
+            (ConvPlan::Orbit(p), ConvKernel::Orbit(k), ConvScratch::Orbit(s)) => p.backward(k, kbar, g, a, wbar, s),
+            _ => unreachable!("convolution plan, kernel and scratch of different methods"),
         }
     }
 }

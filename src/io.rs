@@ -1,0 +1,109 @@
+//! Saving and loading flows: safetensors (f64 tensors W, omega, F, T and the Adam moments)
+//! with JSON metadata (format version, configuration, counters), readable from Python/JAX.
+//! Writes are atomic: a temporary file in the same folder, then a rename.
+
+use crate::error::{Error, Result, Status};
+use crate::flow::{Flow, FlowConfig};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The file format version written; files with a larger version are refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+fn to_bytes(x: &[f64]) -> Vec<u8> {
+    x.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Serialises a flow to bytes.
+pub fn to_vec(flow: &Flow) -> Result<Vec<u8>> {
+    let lay = &flow.layout;
+    let p = flow.params();
+    let mut named: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+    for (name, r) in lay.groups() {
+        named.push((name.to_string(), to_bytes(&p[r.clone()]), vec![r.len()]));
+    }
+    named.push(("adam.m".into(), to_bytes(&flow.adam.m), vec![flow.adam.m.len()]));
+    named.push(("adam.v".into(), to_bytes(&flow.adam.v), vec![flow.adam.v.len()]));
+    let views: Vec<(String, TensorView)> = named
+        .iter()
+        .map(|(n, b, s)| Ok((n.clone(), TensorView::new(Dtype::F64, s.clone(), b).map_err(internal)?)))
+        .collect::<Result<_>>()?;
+    let mut meta = HashMap::new();
+    meta.insert("eqflow_format".to_string(), FORMAT_VERSION.to_string());
+    meta.insert("config".to_string(), serde_json::to_string(&flow.config).map_err(internal)?);
+    meta.insert("steps_done".to_string(), flow.steps_done.to_string());
+    meta.insert("samples_drawn".to_string(), flow.samples_drawn.to_string());
+    meta.insert("adam_t".to_string(), flow.adam.t.to_string());
+    meta.insert("W_shape".to_string(), format!("[{}, {}, {}]", lay.n_orb, lay.n_tc, lay.n_c));
+    safetensors::serialize(views, &Some(meta)).map_err(internal)
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::new(Status::Internal, format!("serialising flow: {e}"))
+}
+
+/// Saves atomically to `path`.
+pub fn save(flow: &Flow, path: &Path) -> Result<()> {
+    let bytes = to_vec(flow)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name =
+        path.file_name().ok_or_else(|| Error::invalid(format!("save: '{}' is not a file path", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let io = |e: std::io::Error, what: &str| Error::new(Status::Io, format!("save '{}': {what}: {e}", path.display()));
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, "creating temporary file"))?;
+        f.write_all(&bytes).map_err(|e| io(e, "writing"))?;
+        f.sync_all().map_err(|e| io(e, "syncing"))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e, "renaming into place")
+    })
+}
+
+/// Loads a flow saved by `save`, with `threads` worker threads.
+pub fn load(path: &Path, threads: usize) -> Result<Flow> {
+    let bytes = std::fs::read(path).map_err(|e| Error::new(Status::Io, format!("load '{}': {e}", path.display())))?;
+    from_slice(&bytes, threads).map_err(|e| Error::new(e.status, format!("load '{}': {}", path.display(), e.message)))
+}
+
+/// Deserialises a flow.
+pub fn from_slice(bytes: &[u8], threads: usize) -> Result<Flow> {
+    let bad = |m: String| Error::bad_file(m);
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+    let meta = meta.metadata().clone().ok_or_else(|| bad("no eqflow metadata".into()))?;
+    let get = |k: &str| meta.get(k).ok_or_else(|| bad(format!("metadata field '{k}' missing")));
+    let version: u32 = get("eqflow_format")?.parse().map_err(|_| bad("unreadable format version".into()))?;
+    if version > FORMAT_VERSION {
+        return Err(bad(format!("format version {version} is newer than this library's {FORMAT_VERSION}")));
+    }
+    let config: FlowConfig = serde_json::from_str(get("config")?).map_err(|e| bad(format!("configuration: {e}")))?;
+    let num =
+        |k: &str| -> Result<u64> { get(k)?.parse().map_err(|_| bad(format!("metadata field '{k}' not a number"))) };
+    let mut flow = Flow::new(config, threads).map_err(|e| bad(format!("configuration invalid: {}", e.message)))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("tensors: {e}")))?;
+    let read = |name: &str, len: usize| -> Result<Vec<f64>> {
+        let t = st.tensor(name).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+        if t.dtype() != Dtype::F64 || t.data().len() != 8 * len {
+            return Err(bad(format!("tensor '{name}': expected {len} f64 values")));
+        }
+        let v: Vec<f64> = t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        match v.iter().position(|x| !x.is_finite()) {
+            Some(i) => Err(bad(format!("tensor '{name}': entry {i} is not finite"))),
+            None => Ok(v),
+        }
+    };
+    let mut p = vec![0.0; flow.layout.total];
+    for (name, r) in flow.layout.groups() {
+        p[r.clone()].copy_from_slice(&read(name, r.len())?);
+    }
+    flow.set_params(&p)?;
+    flow.adam.m = read("adam.m", flow.layout.total)?;
+    flow.adam.v = read("adam.v", flow.layout.total)?;
+    flow.adam.t = num("adam_t")?;
+    flow.steps_done = num("steps_done")?;
+    flow.samples_drawn = num("samples_drawn")?;
+    Ok(flow)
+}

@@ -1,0 +1,138 @@
+//! Independence Metropolis–Hastings with flow proposals (SPEC §5, seed Algorithm 1).
+//!
+//! Propose φ' ~ q, accept with probability min(1, exp[(−S(φ') − log q(φ')) − (−S(φ) − log q(φ))]);
+//! on rejection the chain repeats φ. The chain holds a frozen snapshot of the flow, so training
+//! the flow afterwards does not change the proposal density of a running chain.
+
+use crate::error::{check_len, Error, Result, Status};
+use crate::flow::Flow;
+use crate::rng::{Rng, Stream};
+
+/// Proposals drawn (and pushed through the flow in parallel) per batch.
+pub const PROPOSAL_BATCH: usize = 256;
+
+/// Counters of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ChainStats {
+    /// Proposals made.
+    pub proposed: u64,
+    /// Proposals accepted.
+    pub accepted: u64,
+    /// Proposals rejected because their log q or S was not finite.
+    pub non_finite: u64,
+}
+
+impl ChainStats {
+    /// accepted / proposed (NaN before the first proposal).
+    pub fn acceptance(&self) -> f64 {
+        self.accepted as f64 / self.proposed as f64
+    }
+}
+
+/// The current state of a chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    /// The configuration (V).
+    pub phi: Vec<f64>,
+    /// Its log q.
+    pub log_q: f64,
+    /// Its action S.
+    pub action: f64,
+}
+
+/// An independence Metropolis chain over a frozen flow.
+pub struct Chain {
+    flow: Flow,
+    seed: u64,
+    state: Option<State>,
+    stats: ChainStats,
+}
+
+impl Chain {
+    /// A chain over a snapshot of `flow`, with its own random stream `seed`.
+    pub fn new(flow: &Flow, seed: u64) -> Self {
+        Chain { flow: flow.snapshot(), seed, state: None, stats: ChainStats::default() }
+    }
+    /// The frozen flow.
+    pub fn flow(&mut self) -> &mut Flow {
+        &mut self.flow
+    }
+    /// Counters.
+    pub fn stats(&self) -> ChainStats {
+        self.stats
+    }
+    /// The current state (None before the first step or `set_state`).
+    pub fn state(&self) -> Option<&State> {
+        self.state.as_ref()
+    }
+
+    /// Makes `phi` (from the host's own update, e.g. HMC) the current state; its log q is
+    /// computed by inverting the discrete flow, the same function as for sampled states.
+    pub fn set_state(&mut self, phi: &[f64]) -> Result<()> {
+        let v = self.flow.volume();
+        check_len("chain set_state: phi", phi.len(), v)?;
+        crate::error::check_finite("chain set_state: phi", phi)?;
+        let log_q = self.flow.log_prob(phi)?[0];
+        let action = self.flow.action.action_one(phi);
+        if !log_q.is_finite() || !action.is_finite() {
+            return Err(Error::new(Status::NonFinite, format!("chain set_state: log q = {log_q}, S = {action}")));
+        }
+        self.state = Some(State { phi: phi.to_vec(), log_q, action });
+        Ok(())
+    }
+
+    /// Runs `n` Metropolis steps, calling `visit(state, accepted)` after each.
+    pub fn run(&mut self, n: u64, mut visit: impl FnMut(&State, bool)) -> Result<()> {
+        let v = self.flow.volume();
+        let mut done = 0u64;
+        while done < n {
+            let m = (n - done).min(PROPOSAL_BATCH as u64) as usize;
+            let first = self.stats.proposed;
+            let mut z = vec![0.0; m * v];
+            for (i, zi) in z.chunks_mut(v).enumerate() {
+                Rng::new(self.seed, Stream::Sample, first + i as u64).fill_normal(zi);
+            }
+            let prop = self.flow.push_forward(&z)?;
+            for i in 0..m {
+                let k = first + i as u64;
+                let (lq, s) = (prop.log_q[i], prop.action[i]);
+                self.stats.proposed += 1;
+                let accept = if !lq.is_finite() || !s.is_finite() {
+                    self.stats.non_finite += 1;
+                    false
+                } else {
+                    match &self.state {
+                        None => true,
+                        Some(cur) => {
+                            let log_ratio = (-s - lq) - (-cur.action - cur.log_q);
+                            let u = Rng::new(self.seed, Stream::Metropolis, k).uniform(0);
+                            log_ratio >= 0.0 || u < log_ratio.exp()
+                        }
+                    }
+                };
+                if accept {
+                    self.stats.accepted += 1;
+                    self.state = Some(State { phi: prop.phi[i * v..(i + 1) * v].to_vec(), log_q: lq, action: s });
+                }
+                match &self.state {
+                    Some(st) => visit(st, accept),
+                    None => {
+                        return Err(Error::new(
+                            Status::NonFinite,
+                            "chain: the first proposal had a non-finite log q or action and there is no state",
+                        ))
+                    }
+                }
+            }
+            done += m as u64;
+        }
+        Ok(())
+    }
+
+    /// Runs `n` steps and returns the accept flags.
+    pub fn step(&mut self, n: u64) -> Result<Vec<bool>> {
+        let mut flags = Vec::with_capacity(n as usize);
+        self.run(n, |_, a| flags.push(a))?;
+        Ok(flags)
+    }
+}
