@@ -7,7 +7,7 @@
 //! Accuracy: a few ulp for |x| < 1e5 (f64), a few ulp for |x| < 1e3 (f32).
 
 macro_rules! sincos_kernel {
-    ($name:ident, $t:ty, $p1:expr, $p2:expr, $p3:expr, $sin:expr, $cos:expr) => {
+    ($name:ident, $t:ty, $u:ty, $magic:expr, $shift:expr, $p1:expr, $p2:expr, $p3:expr, $sin:expr, $cos:expr) => {
         #[inline(always)]
         fn $name(x: &[$t], s: &mut [$t], c: &mut [$t]) {
             let n = x.len().min(s.len()).min(c.len());
@@ -15,16 +15,21 @@ macro_rules! sincos_kernel {
             const TWO_OVER_PI: $t = std::f64::consts::FRAC_2_PI as $t;
             for i in 0..n {
                 let xi = x[i];
-                let q = (xi * TWO_OVER_PI + 0.5).floor();
+                // round to nearest with the magic constant: the low bits of `t` hold q
+                let t = xi * TWO_OVER_PI + $magic;
+                let q = t - $magic;
                 let r = ((xi - q * $p1) - q * $p2) - q * $p3;
                 let z = r * r;
                 let sp: $t = $sin(r, z);
                 let cp: $t = $cos(z);
-                let m = q - 4.0 * (q * 0.25).floor();
-                let odd = m == 1.0 || m == 3.0;
-                let (sv, cv) = if odd { (cp, sp) } else { (sp, cp) };
-                s[i] = if m >= 2.0 { -sv } else { sv };
-                c[i] = if m == 1.0 || m == 2.0 { -cv } else { cv };
+                let qb = t.to_bits();
+                // odd quadrant: swap sin and cos; sin negated in quadrants 2, 3; cos in 1, 2
+                let swap = (0 as $u).wrapping_sub(qb & 1);
+                let (spb, cpb) = (sp.to_bits(), cp.to_bits());
+                let sv = (spb & !swap) | (cpb & swap);
+                let cv = (cpb & !swap) | (spb & swap);
+                s[i] = <$t>::from_bits(sv ^ ((qb & 2) << $shift));
+                c[i] = <$t>::from_bits(cv ^ ((qb.wrapping_add(1) & 2) << $shift));
             }
         }
     };
@@ -33,6 +38,9 @@ macro_rules! sincos_kernel {
 sincos_kernel!(
     kernel_f64,
     f64,
+    u64,
+    6755399441055744.0f64,
+    62,
     1.57079632673412561417e+00,
     6.07710050630396597660e-11,
     2.02226624871116645580e-21,
@@ -55,6 +63,9 @@ sincos_kernel!(
 sincos_kernel!(
     kernel_f32,
     f32,
+    u32,
+    12582912.0f32,
+    30,
     1.5703125f32,
     4.837512969970703125e-4f32,
     7.54978995489188216e-8f32,
