@@ -97,7 +97,7 @@ fn divergence_equals_trace_of_jacobian() {
         let u = noise(v, 32);
         for slot in [0, 3, 7] {
             let (mut out, mut div) = (vec![0.0; v], vec![0.0; 1]);
-            field.eval(slot, &u, &mut out, &mut div, &mut w);
+            field.eval(slot, &u, &mut out, &mut div, &mut w, 0);
             let mut trace = 0.0;
             for x in 0..v {
                 let h = 1e-5;
@@ -105,8 +105,8 @@ fn divergence_equals_trace_of_jacobian() {
                 up[x] += h;
                 um[x] -= h;
                 let (mut fp, mut fm, mut d) = (vec![0.0; v], vec![0.0; v], vec![0.0; 1]);
-                field.eval(slot, &up, &mut fp, &mut d, &mut w);
-                field.eval(slot, &um, &mut fm, &mut d, &mut w);
+                field.eval(slot, &up, &mut fp, &mut d, &mut w, 0);
+                field.eval(slot, &um, &mut fm, &mut d, &mut w, 0);
                 trace += (fp[x] - fm[x]) / (2.0 * h);
             }
             assert!((trace - div[0]).abs() < 1e-7 * (1.0 + div[0].abs()), "slot {slot}: {trace} vs {}", div[0]);

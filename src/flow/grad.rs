@@ -86,7 +86,10 @@ pub fn loss_and_grad<R: Real>(
             }
             dbar.iter_mut().for_each(|d| *d = -h / 6.0 * c[i] * weight);
             ubar.iter_mut().for_each(|u| *u = R::zero());
-            field.vjp(slots[i], &st.u[i], &kbar, &dbar, &mut ubar, grad, w);
+            // stages 1–3 were just evaluated: their features are in their banks if cached
+            let bank = VectorField::bank_for(w, i);
+            let fresh = i == 3 || !VectorField::caches_stages(w);
+            field.vjp(slots[i], &st.u[i], &kbar, &dbar, &mut ubar, grad, w, bank, fresh);
             for (a, &ub) in acc.iter_mut().zip(&ubar) {
                 *a = *a + ub;
             }

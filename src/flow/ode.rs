@@ -67,7 +67,8 @@ pub fn stages_upto<R: Real>(
             }
         }
         let (u, k, d) = (&st.u[i], &mut st.k[i], &mut st.d[i]);
-        field.eval(slots[i], &u[..len], &mut k[..len], d, w);
+        let bank = VectorField::bank_for(w, i);
+        field.eval(slots[i], &u[..len], &mut k[..len], d, w, bank);
     }
 }
 

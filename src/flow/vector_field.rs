@@ -49,13 +49,19 @@ pub struct VectorField<R: Real> {
     conv: ConvPlan<R>,
 }
 
-/// Per-thread buffers for a chunk of up to `nb` fields.
-pub struct Work<R: Real> {
-    nb: usize,
+/// Site features of a chunk at one stage point: h, h', cos(ω u) and (if mixed) g = F̃ h.
+struct Bank<R: Real> {
     h: Vec<R>,
     hp: Vec<R>,
     cos: Vec<R>,
     g: Vec<R>,
+}
+
+/// Per-thread buffers for a chunk of up to `nb` fields. With four banks the features of the
+/// four RK4 stage points are kept, so back-propagation need not recompute them.
+pub struct Work<R: Real> {
+    nb: usize,
+    banks: Vec<Bank<R>>,
     a: Vec<R>,
     hbar: Vec<R>,
     wbar_t: Vec<R>,
@@ -128,17 +134,20 @@ impl<R: Real> VectorField<R> {
         }
     }
 
-    /// Buffers for chunks of up to `nb` fields.
-    pub fn work(&self, nb: usize) -> Work<R> {
+    /// Buffers for chunks of up to `nb` fields, with `banks` (1 or 4) feature banks.
+    pub fn work_banks(&self, nb: usize, banks: usize) -> Work<R> {
         let v = self.lattice.volume();
         let (n_c, n_h, n_w) = (self.layout.n_c, self.layout.n_h, self.feats.omega.len());
         let mixed = self.fmix.is_some();
-        Work {
-            nb,
+        let bank = || Bank {
             h: vec![R::zero(); nb * n_h * v],
             hp: vec![R::zero(); nb * n_h * v],
             cos: vec![R::zero(); nb * n_w.max(1) * v],
             g: if mixed { vec![R::zero(); nb * n_c * v] } else { Vec::new() },
+        };
+        Work {
+            nb,
+            banks: (0..banks).map(|_| bank()).collect(),
             a: vec![R::zero(); nb * n_c * v],
             hbar: if mixed { vec![R::zero(); nb * n_h * v] } else { Vec::new() },
             wbar_t: vec![R::zero(); n_c * v],
@@ -148,12 +157,39 @@ impl<R: Real> VectorField<R> {
         }
     }
 
-    /// Features h, h', cos and (if mixed) g of the fields `u` into the work buffers.
-    fn features(&self, u: &[R], w: &mut Work<R>) -> usize {
+    /// Buffers for chunks of up to `nb` fields (one feature bank).
+    pub fn work(&self, nb: usize) -> Work<R> {
+        self.work_banks(nb, 1)
+    }
+
+    /// Buffers for back-propagation: four feature banks when they fit in 64 MiB.
+    pub fn work_for_grad(&self, nb: usize) -> Work<R> {
+        let per_bank = nb * self.lattice.volume() * (3 * self.layout.n_h + self.layout.n_c) * std::mem::size_of::<R>();
+        self.work_banks(nb, if 4 * per_bank <= 64 << 20 { 4 } else { 1 })
+    }
+
+    /// The bank that stage `i` uses (its own when there are four).
+    pub fn bank_for(w: &Work<R>, i: usize) -> usize {
+        if w.banks.len() == 4 {
+            i
+        } else {
+            0
+        }
+    }
+
+    /// Whether `w` keeps one bank per stage.
+    pub fn caches_stages(w: &Work<R>) -> bool {
+        w.banks.len() == 4
+    }
+
+    /// Features h, h', cos and (if mixed) g of the fields `u` into feature bank `k`.
+    fn features(&self, u: &[R], w: &mut Work<R>, k: usize) -> usize {
         let v = self.lattice.volume();
         let nb = u.len() / v;
         assert!(nb <= w.nb && u.len() == nb * v, "vector field: chunk of {nb} fields exceeds work size {}", w.nb);
+        
         let (n_c, n_h, n_w) = (self.layout.n_c, self.layout.n_h, self.feats.omega.len().max(1));
+        let w = &mut w.banks[k];
         for b in 0..nb {
             self.feats.eval(
                 &u[b * v..(b + 1) * v],
@@ -183,16 +219,18 @@ impl<R: Real> VectorField<R> {
         nb
     }
 
-    /// f(u, t_slot) into `f` and ∇·f into `div`, for a chunk of fields `u` (nb × V).
-    pub fn eval(&self, slot: usize, u: &[R], f: &mut [R], div: &mut [f64], w: &mut Work<R>) {
+    /// f(u, t_slot) into `f` and ∇·f into `div`, for a chunk of fields `u` (nb × V),
+    /// leaving the features of `u` in bank `k`.
+    pub fn eval(&self, slot: usize, u: &[R], f: &mut [R], div: &mut [f64], w: &mut Work<R>, k: usize) {
         let v = self.lattice.volume();
-        let nb = self.features(u, w);
+        let nb = self.features(u, w, k);
         let n_h = self.layout.n_h;
         let s = &self.slots[slot];
-        let g = if self.fmix.is_some() { &w.g[..nb * self.layout.n_c * v] } else { &w.h[..nb * n_h * v] };
+        let bank = &w.banks[k];
+        let g = if self.fmix.is_some() { &bank.g[..nb * self.layout.n_c * v] } else { &bank.h[..nb * n_h * v] };
         self.conv.forward(&s.kernel, g, &mut f[..nb * v], &mut w.conv);
         for (b, d) in div.iter_mut().enumerate().take(nb) {
-            let hp = &w.hp[b * n_h * v..(b + 1) * n_h * v];
+            let hp = &w.banks[k].hp[b * n_h * v..(b + 1) * n_h * v];
             let mut acc = 0.0;
             for (j, &beta) in s.beta.iter().enumerate() {
                 let row_sum = hp[j * v..(j + 1) * v].iter().fold(R::zero(), |a, &x| a + x);
@@ -204,6 +242,8 @@ impl<R: Real> VectorField<R> {
 
     /// Vector-Jacobian product at slot `slot` for fields `u`: given k̄ = ∂L/∂f (nb × V) and
     /// d̄ = ∂L/∂(∇·f) (nb), accumulates ∂L/∂u into `ubar` and ∂L/∂θ into `grad` (flat layout).
+    /// With `fresh = false` the features of `u` are taken from bank `k` as `eval` left them.
+    #[allow(clippy::too_many_arguments)]
     pub fn vjp(
         &self,
         slot: usize,
@@ -213,23 +253,27 @@ impl<R: Real> VectorField<R> {
         ubar: &mut [R],
         grad: &mut [f64],
         w: &mut Work<R>,
+        k: usize,
+        fresh: bool,
     ) {
         let v = self.lattice.volume();
-        let nb = self.features(u, w);
+        let nb = if fresh { self.features(u, w, k) } else { u.len() / v };
+        let Work { banks, a: wa, hbar: whbar, wbar_t, fbar, beta_bar, conv, .. } = w;
+        let bank = &banks[k];
         let lay = &self.layout;
         let (n_c, n_h, n_tc, d_t, n_orb) = (lay.n_c, lay.n_h, lay.n_tc, lay.d_t, lay.n_orb);
         let n_w = self.feats.omega.len().max(1);
         let s = &self.slots[slot];
-        w.wbar_t.iter_mut().for_each(|x| *x = R::zero());
+        wbar_t.iter_mut().for_each(|x| *x = R::zero());
         {
-            let g = if self.fmix.is_some() { &w.g[..nb * n_c * v] } else { &w.h[..nb * n_h * v] };
-            self.conv.backward(&s.kernel, &kbar[..nb * v], g, &mut w.a[..nb * n_c * v], &mut w.wbar_t, &mut w.conv);
+            let g = if self.fmix.is_some() { &bank.g[..nb * n_c * v] } else { &bank.h[..nb * n_h * v] };
+            self.conv.backward(&s.kernel, &kbar[..nb * v], g, &mut wa[..nb * n_c * v], wbar_t, conv);
         }
         if let Some(f) = &self.fmix {
             // h̄ = F̃ᵀ ḡ and F̄ += (1/n_h) Σ_b ḡ hᵀ
-            w.fbar.iter_mut().for_each(|x| *x = R::zero());
+            fbar.iter_mut().for_each(|x| *x = R::zero());
             for b in 0..nb {
-                let a = &w.a[b * n_c * v..(b + 1) * n_c * v];
+                let a = &wa[b * n_c * v..(b + 1) * n_c * v];
                 R::gemm(
                     n_h,
                     n_c,
@@ -242,7 +286,7 @@ impl<R: Real> VectorField<R> {
                     v as isize,
                     1,
                     R::zero(),
-                    &mut w.hbar[b * n_h * v..(b + 1) * n_h * v],
+                    &mut whbar[b * n_h * v..(b + 1) * n_h * v],
                     v as isize,
                     1,
                 );
@@ -254,35 +298,35 @@ impl<R: Real> VectorField<R> {
                     a,
                     v as isize,
                     1,
-                    &w.h[b * n_h * v..(b + 1) * n_h * v],
+                    &bank.h[b * n_h * v..(b + 1) * n_h * v],
                     1,
                     v as isize,
                     R::one(),
-                    &mut w.fbar,
+                    fbar,
                     n_h as isize,
                     1,
                 );
             }
         }
-        w.beta_bar.iter_mut().for_each(|x| *x = 0.0);
+        beta_bar.iter_mut().for_each(|x| *x = 0.0);
         let om = lay.omega.clone();
         for b in 0..nb {
             let hbar = if self.fmix.is_some() {
-                &w.hbar[b * n_h * v..(b + 1) * n_h * v]
+                &whbar[b * n_h * v..(b + 1) * n_h * v]
             } else {
-                &w.a[b * n_c * v..(b + 1) * n_c * v]
+                &wa[b * n_c * v..(b + 1) * n_c * v]
             };
             self.feats.backward(
                 &u[b * v..(b + 1) * v],
-                &w.h[b * n_h * v..(b + 1) * n_h * v],
-                &w.hp[b * n_h * v..(b + 1) * n_h * v],
-                &w.cos[b * n_w * v..(b + 1) * n_w * v],
+                &bank.h[b * n_h * v..(b + 1) * n_h * v],
+                &bank.hp[b * n_h * v..(b + 1) * n_h * v],
+                &bank.cos[b * n_w * v..(b + 1) * n_w * v],
                 hbar,
                 &s.beta,
                 dbar[b],
                 &mut ubar[b * v..(b + 1) * v],
                 &mut grad[om.clone()],
-                &mut w.beta_bar,
+                beta_bar,
             );
         }
         // β_j = Σ_c w0_c F̃_cj: back to w0 (and F)
@@ -293,19 +337,19 @@ impl<R: Real> VectorField<R> {
                 for c in 0..n_c {
                     let mut acc = 0.0;
                     for j in 0..n_h {
-                        acc += w.beta_bar[j] * f[c * n_h + j].f64();
-                        gf[c * n_h + j] += (s.w0[c].f64() * w.beta_bar[j] + w.fbar[c * n_h + j].f64()) / n_h as f64;
+                        acc += beta_bar[j] * f[c * n_h + j].f64();
+                        gf[c * n_h + j] += (s.w0[c].f64() * beta_bar[j] + fbar[c * n_h + j].f64()) / n_h as f64;
                     }
                     w0bar[c] = acc;
                 }
             }
-            _ => w0bar.copy_from_slice(&w.beta_bar[..n_c]),
+            _ => w0bar.copy_from_slice(&beta_bar[..n_c]),
         }
         // W̄_t (displacements) → orbits; then through W_t = Σ_a W[o][a][c] K'_a
         let mut wo_bar = vec![0.0; n_orb * n_c];
         for c in 0..n_c {
             for r in 0..v {
-                wo_bar[lay.orbit_of[r] * n_c + c] += w.wbar_t[c * v + r].f64();
+                wo_bar[lay.orbit_of[r] * n_c + c] += wbar_t[c * v + r].f64();
             }
             wo_bar[lay.orbit_of[0] * n_c + c] += w0bar[c];
         }
