@@ -1,18 +1,27 @@
-//! log q and S of the same prior draws in f32 and f64 compute.
-use eqflow::flow::{Precision};
+//! How much f32 compute changes log q, log w and φ of the same prior draws, for a saved flow.
+//! cargo run --release --example f32_error -- FLOW.safetensors
+use eqflow::flow::Precision;
+use eqflow::rng::{Rng, Stream};
+
 fn main() {
-    let path = std::env::args().nth(1).expect("flow file");
-    let mut f = eqflow::io::load(std::path::Path::new(&path), 2).unwrap();
+    let path = std::env::args().nth(1).expect("usage: f32_error FLOW.safetensors");
+    let mut f = eqflow::io::load(std::path::Path::new(&path), 0).unwrap();
     let v = f.volume();
     let n = 200;
     let mut z = vec![0.0; n * v];
-    for (i, zi) in z.chunks_mut(v).enumerate() { eqflow::rng::Rng::new(5, eqflow::rng::Stream::Sample, i as u64).fill_normal(zi); }
-    f.config.precision = Precision::F64; let mut f64f = f.snapshot(); f64f.set_params(&f.params().to_vec()).unwrap();
-    let a = f64f.push_forward(&z).unwrap();
-    let mut g = f.snapshot(); g.config.precision = Precision::F32; g.set_params(&f.params().to_vec()).unwrap();
-    let b = g.push_forward(&z).unwrap();
-    let dq = a.log_q.iter().zip(&b.log_q).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-    let dlw = a.log_weights().iter().zip(&b.log_weights()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-    let dphi = a.phi.iter().zip(&b.phi).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-    println!("L={} max |Δlog q| = {dq:.2e}, max |Δlog w| = {dlw:.2e}, max |Δφ| = {dphi:.2e}", f.lattice.size());
+    for (i, zi) in z.chunks_mut(v).enumerate() {
+        Rng::new(5, Stream::Sample, i as u64).fill_normal(zi);
+    }
+    f.set_precision(Precision::F64, Precision::F64);
+    let a = f.push_forward(&z).unwrap();
+    f.set_precision(Precision::F32, Precision::F32);
+    let b = f.push_forward(&z).unwrap();
+    let max_diff = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+    println!(
+        "L={}: max |Δlog q| = {:.2e}, max |Δlog w| = {:.2e}, max |Δφ| = {:.2e}",
+        f.lattice.size(),
+        max_diff(&a.log_q, &b.log_q),
+        max_diff(&a.log_weights(), &b.log_weights()),
+        max_diff(&a.phi, &b.phi)
+    );
 }

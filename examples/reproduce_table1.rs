@@ -13,8 +13,12 @@ use eqflow::observables::{summarize, ChainSummary, Measurements};
 use eqflow::{Couplings, Lattice};
 use std::time::Instant;
 
-const TABLE1: [(usize, f64, f64, f64, f64); 4] =
-    [(6, 1.06, 3.98, 96.0, 99.0), (12, 4.12, 3.99, 91.0, 97.0), (20, 10.57, 4.05, 82.0, 90.0), (32, 25.34, 4.05, 66.0, 66.0)];
+const TABLE1: [(usize, f64, f64, f64, f64); 4] = [
+    (6, 1.06, 3.98, 96.0, 99.0),
+    (12, 4.12, 3.99, 91.0, 97.0),
+    (20, 10.57, 4.05, 82.0, 90.0),
+    (32, 25.34, 4.05, 66.0, 66.0),
+];
 
 struct Row {
     sampler: &'static str,
@@ -38,7 +42,8 @@ fn main() {
     };
     let minutes = take("--minutes", 10.0);
     let proposals = take("--proposals", 1e5) as u64;
-    let sizes: Vec<usize> = if args.is_empty() { vec![6, 12] } else { args.iter().map(|a| a.parse().expect("L")).collect() };
+    let sizes: Vec<usize> =
+        if args.is_empty() { vec![6, 12] } else { args.iter().map(|a| a.parse().expect("L")).collect() };
     let mut out = String::new();
     out += "| L | sampler | train min | ESS | acceptance | χ2 | L·m_p | τ_int |M| | τ_int χ2 | wall s | paper χ2 | paper L·m_p | paper acc | paper ESS |\n";
     out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -53,7 +58,12 @@ fn main() {
             let s = flow.train_step().unwrap();
             step += 1;
             if step % 50 == 0 {
-                eprintln!("L={l} step {step} loss {:.4} batch ESS {:.3} ({:.0} s)", s.loss, s.ess, t0.elapsed().as_secs_f64());
+                eprintln!(
+                    "L={l} step {step} loss {:.4} batch ESS {:.3} ({:.0} s)",
+                    s.loss,
+                    s.ess,
+                    t0.elapsed().as_secs_f64()
+                );
             }
         }
         let train_min = t0.elapsed().as_secs_f64() / 60.0;
@@ -65,7 +75,13 @@ fn main() {
         let mut meas = Measurements::new(l).unwrap();
         chain.run(proposals, |st, _| meas.push(&st.phi).unwrap()).unwrap();
         let flow_secs = t1.elapsed().as_secs_f64();
-        let flow_row = Row { sampler: "flow", ess, acc: chain.stats().acceptance(), s: summarize(&meas).unwrap(), secs: flow_secs };
+        let flow_row = Row {
+            sampler: "flow",
+            ess,
+            acc: chain.stats().acceptance(),
+            s: summarize(&meas).unwrap(),
+            secs: flow_secs,
+        };
 
         // HMC for the same wall-clock time
         let action = Action::new(Lattice::new(l).unwrap(), c);
@@ -82,10 +98,17 @@ fn main() {
             hm.push(hmc.state()).unwrap();
         }
         let hacc = (hmc.accepted() - a0) as f64 / (hmc.proposed() - p0) as f64;
-        let hmc_row = Row { sampler: "HMC", ess: f64::NAN, acc: hacc, s: summarize(&hm).unwrap(), secs: t2.elapsed().as_secs_f64() };
+        let hmc_row = Row {
+            sampler: "HMC",
+            ess: f64::NAN,
+            acc: hacc,
+            s: summarize(&hm).unwrap(),
+            secs: t2.elapsed().as_secs_f64(),
+        };
         let paper = TABLE1.iter().find(|r| r.0 == l).copied();
         for r in [flow_row, hmc_row] {
-            let p = |f: fn(&(usize, f64, f64, f64, f64)) -> f64| paper.map(|x| format!("{}", f(&x))).unwrap_or("–".into());
+            let p =
+                |f: fn(&(usize, f64, f64, f64, f64)) -> f64| paper.map(|x| format!("{}", f(&x))).unwrap_or("–".into());
             out += &format!(
                 "| {l} | {} | {} | {} | {:.3} | {:.3}({:.0}) | {:.3}({:.0}) | {:.2} | {:.2} | {:.0} | {} | {} | {}% | {}% |\n",
                 r.sampler,
@@ -109,5 +132,4 @@ fn main() {
     }
     println!("{out}");
     println!("(errors in parentheses apply to the last digits shown; HMC ran for the flow chain's wall time)");
-
 }

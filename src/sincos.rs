@@ -6,6 +6,8 @@
 //! bit-identical results: the flow's output does not depend on the CPU it runs on.
 //! Accuracy: a few ulp for |x| < 1e5 (f64), a few ulp for |x| < 1e3 (f32).
 
+#![allow(clippy::excessive_precision)] // published coefficients, kept digit for digit
+
 macro_rules! sincos_kernel {
     ($name:ident, $t:ty, $u:ty, $magic:expr, $shift:expr, $p1:expr, $p2:expr, $p3:expr, $sin:expr, $cos:expr) => {
         #[inline(always)]

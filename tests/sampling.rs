@@ -13,7 +13,7 @@ const TRAIN_STEPS: usize = 80;
 const BINS: [f64; 7] = [-1.2, -0.6, -0.3, 0.0, 0.3, 0.6, 1.2];
 
 /// Per-configuration series: mean φ², and indicators of M in each histogram bin.
-fn series(phi: &[f64], out: &mut Vec<Vec<f64>>) {
+fn series(phi: &[f64], out: &mut [Vec<f64>]) {
     let v = phi.len() as f64;
     let m = phi.iter().sum::<f64>() / v;
     out[0].push(phi.iter().map(|x| x * x).sum::<f64>() / v);
@@ -58,7 +58,10 @@ fn metropolis_with_a_poor_flow_matches_hmc() {
     for k in 0..BINS.len() {
         let (a, b) = (gamma_method(&fs[k]).unwrap(), gamma_method(&hs[k]).unwrap());
         let sigma = (a.error.powi(2) + b.error.powi(2)).sqrt();
-        eprintln!("series {k}: flow chain {:.5}({:.5}) τ={:.2}, HMC {:.5}({:.5}) τ={:.2}", a.value, a.error, a.tau_int, b.value, b.error, b.tau_int);
+        eprintln!(
+            "series {k}: flow chain {:.5}({:.5}) τ={:.2}, HMC {:.5}({:.5}) τ={:.2}",
+            a.value, a.error, a.tau_int, b.value, b.error, b.tau_int
+        );
         assert!((a.value - b.value).abs() < 4.0 * sigma, "series {k}: {} vs {} (σ = {sigma})", a.value, b.value);
     }
     // power: the flow's raw proposals are biased, so the test would catch a chain that

@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "eqflow", version, about = "Equivariant continuous flows for 2D phi^4: train, sample, compare with HMC")]
+#[command(
+    name = "eqflow",
+    version,
+    about = "Equivariant continuous flows for 2D phi^4: train, sample, compare with HMC"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -135,8 +139,12 @@ fn err(e: eqflow::Error) -> String {
 }
 
 /// Seed Table 1 (SPEC §2): (L, χ2, L·m_p, acceptance %, ESS %).
-const TABLE1: [(usize, f64, f64, f64, f64); 4] =
-    [(6, 1.06, 3.98, 96.0, 99.0), (12, 4.12, 3.99, 91.0, 97.0), (20, 10.57, 4.05, 82.0, 90.0), (32, 25.34, 4.05, 66.0, 66.0)];
+const TABLE1: [(usize, f64, f64, f64, f64); 4] = [
+    (6, 1.06, 3.98, 96.0, 99.0),
+    (12, 4.12, 3.99, 91.0, 97.0),
+    (20, 10.57, 4.05, 82.0, 90.0),
+    (32, 25.34, 4.05, 66.0, 66.0),
+];
 
 fn theory(t: &Theory) -> Res<(usize, Couplings)> {
     if let Some(p) = &t.preset {
@@ -245,7 +253,13 @@ fn train(a: TrainArgs) -> Res<serde_json::Value> {
     io::save(&flow, &a.out).map_err(err)?;
     let ess = flow.ess(1000).map_err(err)?;
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("saved {} after {} steps in {:.1} s; ESS on 1000 fresh samples: {:.4}", a.out.display(), flow.steps_done, secs, ess);
+    eprintln!(
+        "saved {} after {} steps in {:.1} s; ESS on 1000 fresh samples: {:.4}",
+        a.out.display(),
+        flow.steps_done,
+        secs,
+        ess
+    );
     Ok(json!({
         "flow": a.out, "log": log_path, "steps_done": flow.steps_done, "seconds": secs,
         "loss": last.map(|s| s.loss), "ess": ess,
@@ -329,7 +343,9 @@ fn hmc(a: HmcArgs) -> Res<serde_json::Value> {
     let s = summarize(&meas).map_err(err)?;
     print_summary("HMC", &s, Some(acc), None, l, &c);
     eprintln!("  wall time       {secs:.1} s");
-    Ok(json!({"acceptance": acc, "seconds": secs, "step_size": h.params().step_size, "summary": s, "reference": reference(l, &c)}))
+    Ok(
+        json!({"acceptance": acc, "seconds": secs, "step_size": h.params().step_size, "summary": s, "reference": reference(l, &c)}),
+    )
 }
 
 fn main() -> ExitCode {

@@ -199,6 +199,13 @@ impl Flow {
         self.prepared = [None, None];
         Ok(())
     }
+    /// Sets the compute precisions of training and of sampling / log q.
+    pub fn set_precision(&mut self, train: Precision, sample: Precision) {
+        self.config.precision = train;
+        self.config.sample_precision = sample;
+        self.prepared = [None, None];
+    }
+
     /// Sets the number of worker threads (0: all cores).
     pub fn set_threads(&mut self, threads: usize) -> Result<()> {
         self.pool = build_pool(threads)?;
@@ -207,8 +214,7 @@ impl Flow {
 
     /// The field prepared for training (`train`) or for sampling.
     fn prepared(&mut self, train: bool) -> Arc<Prepared> {
-        let (slot, precision) =
-            if train { (0, self.config.precision) } else { (1, self.config.sample_precision) };
+        let (slot, precision) = if train { (0, self.config.precision) } else { (1, self.config.sample_precision) };
         if self.prepared[slot].is_none() {
             let c = &self.config;
             let p = match precision {
@@ -246,7 +252,7 @@ impl Flow {
         let total = self.layout.total;
         let action = self.action;
         let weight = 1.0 / n as f64;
-        let results: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = self.pool.install(|| {
+        let results: Vec<ChunkOut> = self.pool.install(|| {
             z.par_chunks(CHUNK * v)
                 .map(|zc| {
                     let mut g = vec![0.0; total];
@@ -392,6 +398,9 @@ impl Flow {
         Ok(z)
     }
 }
+
+/// One chunk's log q, S, fields and gradient.
+type ChunkOut = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
 
 fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     rayon::ThreadPoolBuilder::new()

@@ -187,7 +187,7 @@ impl<R: Real> VectorField<R> {
         let v = self.lattice.volume();
         let nb = u.len() / v;
         assert!(nb <= w.nb && u.len() == nb * v, "vector field: chunk of {nb} fields exceeds work size {}", w.nb);
-        
+
         let (n_c, n_h, n_w) = (self.layout.n_c, self.layout.n_h, self.feats.omega.len().max(1));
         let w = &mut w.banks[k];
         for b in 0..nb {
@@ -358,14 +358,14 @@ impl<R: Real> VectorField<R> {
             let wpar = &self.params[lay.w.clone()];
             let gw = &mut grad[lay.w.clone()];
             for o in 0..n_orb {
-                for a in 0..n_tc {
+                for (a, kb) in kp_bar.iter_mut().enumerate() {
                     let base = (o * n_tc + a) * n_c;
                     let mut acc = 0.0;
                     for c in 0..n_c {
                         gw[base + c] += s.kp[a] * wo_bar[o * n_c + c];
                         acc += wpar[base + c] * wo_bar[o * n_c + c];
                     }
-                    kp_bar[a] += acc;
+                    *kb += acc;
                 }
             }
         }

@@ -1,0 +1,89 @@
+//! Throughput table (issue: seconds per training step, samples with log q per second, peak
+//! memory) for several lattice sizes, both presets, f64 and f32. Each configuration runs in a
+//! child process so its peak memory (VmHWM) is its own.
+//!
+//! cargo bench --bench throughput -- [--sizes 6,12,32] [--batch 100] [--threads 2] [--presets seed,refined]
+
+use eqflow::flow::{Architecture, Flow, FlowConfig, Precision};
+use std::process::Command;
+use std::time::Instant;
+
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map_or(f64::NAN, |k| k / 1024.0)
+}
+
+fn arg(args: &[String], flag: &str, default: &str) -> String {
+    args.iter().position(|a| a == flag).map(|i| args[i + 1].clone()).unwrap_or_else(|| default.to_string())
+}
+
+/// One configuration: prints "s_per_step samples_per_s peak_mib".
+fn child(l: usize, preset: &str, prec: &str, batch: usize, threads: usize) {
+    let c = eqflow::Couplings::preset(l).unwrap_or(eqflow::Couplings { m2: -4.0, lambda: 5.0 });
+    let mut cfg = FlowConfig::new(l, c.m2, c.lambda);
+    cfg.arch = Architecture::preset(preset).unwrap();
+    let p = if prec == "f32" { Precision::F32 } else { Precision::F64 };
+    cfg.precision = p;
+    cfg.sample_precision = p;
+    cfg.train.batch_size = batch;
+    let mut f = Flow::new(cfg, threads).unwrap();
+    f.train_step().unwrap(); // warm-up, and W ≠ 0
+    let steps = if l <= 12 { 3 } else { 1 };
+    let t = Instant::now();
+    for _ in 0..steps {
+        f.train_step().unwrap();
+    }
+    let step = t.elapsed().as_secs_f64() / steps as f64;
+    let n = if l <= 12 {
+        800
+    } else if l <= 32 {
+        64
+    } else {
+        16
+    };
+    let t = Instant::now();
+    f.sample(n).unwrap();
+    let sps = n as f64 / t.elapsed().as_secs_f64();
+    println!("{step} {sps} {}", peak_rss_mib());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let a = &args[i + 1..];
+        child(a[0].parse().unwrap(), &a[1], &a[2], a[3].parse().unwrap(), a[4].parse().unwrap());
+        return;
+    }
+    let sizes: Vec<usize> = arg(&args, "--sizes", "6,12,32").split(',').map(|s| s.parse().unwrap()).collect();
+    let presets = arg(&args, "--presets", "seed,refined");
+    let batch: usize = arg(&args, "--batch", "100").parse().unwrap();
+    let threads: usize = arg(&args, "--threads", "2").parse().unwrap();
+    println!("batch {batch}, {threads} threads, N_t per preset (seed 54, refined 50); samples include log q (f64 accumulation)");
+    println!("| L | preset | precision | s / training step | samples with log q / s | peak MiB |");
+    println!("|---|---|---|---|---|---|");
+    let exe = std::env::current_exe().unwrap();
+    for &l in &sizes {
+        for preset in presets.split(',') {
+            for prec in ["f64", "f32"] {
+                let out = Command::new(&exe)
+                    .args(["--child", &l.to_string(), preset, prec, &batch.to_string(), &threads.to_string()])
+                    .output()
+                    .expect("child");
+                let s = String::from_utf8_lossy(&out.stdout);
+                let v: Vec<f64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+                if v.len() == 3 {
+                    println!("| {l} | {preset} | {prec} | {:.3} | {:.1} | {:.0} |", v[0], v[1], v[2]);
+                } else {
+                    println!(
+                        "| {l} | {preset} | {prec} | failed: {} | | |",
+                        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+}
