@@ -311,6 +311,9 @@ fn sample(a: SampleArgs) -> Res<serde_json::Value> {
     let ess = flow.ess(2000.min(a.n as usize)).map_err(err)?;
     let s = summarize(&meas).map_err(err)?;
     print_summary("flow Metropolis", &s, Some(stats.acceptance()), Some(ess), l, &c);
+    if stats.non_finite > 0 {
+        eprintln!("  rejected as non-finite (log q or S): {}", stats.non_finite);
+    }
     eprintln!("  wall time       {secs:.1} s ({:.0} proposals/s)", a.n as f64 / secs);
     Ok(json!({"acceptance": stats.acceptance(), "ess": ess, "proposed": stats.proposed, "accepted": stats.accepted,
         "non_finite": stats.non_finite, "seconds": secs, "summary": s, "reference": reference(l, &c)}))

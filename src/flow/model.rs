@@ -199,6 +199,18 @@ impl Flow {
         self.prepared = [None, None];
         Ok(())
     }
+    /// Sets the number of RK4 steps N_t. The parameters define a continuous ODE, so training
+    /// can run with fewer steps early and sample with more (SPEC §3.3: keep N_t a multiple of
+    /// d_t − 1 for the hat kernel).
+    pub fn set_ode_steps(&mut self, n_steps: usize) -> Result<()> {
+        let mut arch = self.config.arch.clone();
+        arch.ode_steps = n_steps;
+        arch.validate()?;
+        self.config.arch = arch;
+        self.prepared = [None, None];
+        Ok(())
+    }
+
     /// Sets the compute precisions of training and of sampling / log q.
     pub fn set_precision(&mut self, train: Precision, sample: Precision) {
         self.config.precision = train;
