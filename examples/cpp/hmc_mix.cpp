@@ -2,7 +2,7 @@
 // + lambda phi^4], fields x1 fastest) that interleaves its own HMC trajectories with flow
 // Metropolis proposals through eqflow_chain_set_state, printing acceptances and chi2.
 //
-//   g++ -std=c++17 -Wall -Wextra -Werror -Iinclude -Ibindings/cpp examples/cpp/hmc_mix.cpp \
+//   g++ -std=c++17 -Wall -Wextra -Werror -Iinclude -Ibindings/cpp examples/cpp/hmc_mix.cpp
 //       -Ltarget/release -leqflow -Wl,-rpath,$PWD/target/release -o hmc_mix && ./hmc_mix
 #include "eqflow.hpp"
 

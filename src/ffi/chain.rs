@@ -56,9 +56,11 @@ unsafe fn chain_ref<'a>(chain: *const eqflow_chain) -> Result<&'a eqflow_chain> 
 #[no_mangle]
 pub unsafe extern "C" fn eqflow_chain_new(flow: *mut eqflow_flow, seed: u64, out: *mut *mut eqflow_chain) -> eqflow_status {
     boundary("eqflow_chain_new", || {
-        let f = arg_ref(flow, "flow")?;
+        let f: &eqflow_flow = arg_ref(flow, "flow")?;
         let out = super::boundary::arg_out(out, "out")?;
-        let chain = Chain::new(&lock(&f.inner, "flow")?, seed);
+        let guard = lock(&f.inner, "flow")?;
+        let chain = Chain::new(&guard, seed);
+        drop(guard);
         give(out, eqflow_chain { inner: Mutex::new(chain) });
         Ok(())
     })

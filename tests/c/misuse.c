@@ -173,7 +173,9 @@ int main(int argc, char **argv) {
     printf("RESULT sample %.17g", sum);
     for (int i = 0; i < N; i++) printf(" %.17g %.17g", lq[i], act[i]);
     printf("\n");
-    OK(eqflow_flow_sample(flow, 1, NULL, 0, NULL, 0, act, 1)); /* outputs are optional */
+    double one_action = 0.0;
+    OK(eqflow_flow_sample(flow, 1, NULL, 0, NULL, 0, &one_action, 1)); /* outputs are optional */
+    CHECK(one_action > 0.0);
 
     /* log q of the samples agrees with the sampler's */
     double lq2[N];
