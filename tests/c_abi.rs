@@ -150,7 +150,13 @@ fn cpp_bindings_and_hmc_mix_example() {
     let dir = scratch("cpp");
     let exe = dir.join("hmc_mix");
     let inc = format!("-I{}", root().join("bindings/cpp").display());
-    build("g++", &["-std=c++17", "-Wall", "-Wextra", "-Werror", &inc], &[root().join("examples/cpp/hmc_mix.cpp")], &exe, &[]);
+    build(
+        "g++",
+        &["-std=c++17", "-Wall", "-Wextra", "-Werror", &inc],
+        &[root().join("examples/cpp/hmc_mix.cpp")],
+        &exe,
+        &[],
+    );
     let out = run(&mut Command::new(&exe));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("hmc_mix: ok") && stdout.contains("caught: EQFLOW_STATUS_BAD_LENGTH"), "{stdout}");

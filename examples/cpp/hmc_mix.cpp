@@ -78,10 +78,11 @@ int main() {
         fp.lambda = th.lambda;
         fp.n_frequencies = 8;
         fp.ode_steps = 18;
-        fp.batch_size = 32;
+        fp.batch_size = 16;
+        fp.learning_rate = 0.02;
         fp.seed = 3;
         eqflow::Flow flow(ctx, fp);
-        auto ts = flow.train(20);
+        auto ts = flow.train(60);
         std::printf("flow trained %llu steps: loss %.4f, ESS %.3f\n", (unsigned long long)ts.steps_done, ts.loss,
                     ts.ess);
 

@@ -54,7 +54,11 @@ unsafe fn chain_ref<'a>(chain: *const eqflow_chain) -> Result<&'a eqflow_chain> 
 /// # Safety
 /// `flow` is a valid flow; `out` writable storage.
 #[no_mangle]
-pub unsafe extern "C" fn eqflow_chain_new(flow: *mut eqflow_flow, seed: u64, out: *mut *mut eqflow_chain) -> eqflow_status {
+pub unsafe extern "C" fn eqflow_chain_new(
+    flow: *mut eqflow_flow,
+    seed: u64,
+    out: *mut *mut eqflow_chain,
+) -> eqflow_status {
     boundary("eqflow_chain_new", || {
         let f: &eqflow_flow = arg_ref(flow, "flow")?;
         let out = super::boundary::arg_out(out, "out")?;
@@ -131,7 +135,11 @@ pub unsafe extern "C" fn eqflow_chain_step(
 /// # Safety
 /// `phi` holds `phi_len` doubles.
 #[no_mangle]
-pub unsafe extern "C" fn eqflow_chain_set_state(chain: *mut eqflow_chain, phi: *const f64, phi_len: usize) -> eqflow_status {
+pub unsafe extern "C" fn eqflow_chain_set_state(
+    chain: *mut eqflow_chain,
+    phi: *const f64,
+    phi_len: usize,
+) -> eqflow_status {
     boundary("eqflow_chain_set_state", || {
         let c = chain_ref(chain)?;
         let mut c = lock(&c.inner, "chain")?;

@@ -112,7 +112,10 @@ pub unsafe extern "C" fn eqflow_context_new(
             return Err(Error::invalid(format!("argument 'p': device = {} on the CPU backend (must be 0)", p.device)));
         }
         if !(0..=4096).contains(&p.threads) {
-            return Err(Error::invalid(format!("argument 'p': threads = {} (must be 0..=4096, 0 = all cores)", p.threads)));
+            return Err(Error::invalid(format!(
+                "argument 'p': threads = {} (must be 0..=4096, 0 = all cores)",
+                p.threads
+            )));
         }
         give(out, eqflow_context { backend: p.backend, device: p.device, threads: p.threads as usize });
         Ok(())

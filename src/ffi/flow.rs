@@ -206,9 +206,7 @@ unsafe fn path_arg(path: *const c_char) -> Result<PathBuf> {
     }
     #[cfg(not(unix))]
     {
-        std::str::from_utf8(bytes)
-            .map(PathBuf::from)
-            .map_err(|_| Error::invalid("argument 'path' is not UTF-8"))
+        std::str::from_utf8(bytes).map(PathBuf::from).map_err(|_| Error::invalid("argument 'path' is not UTF-8"))
     }
 }
 
@@ -368,9 +366,8 @@ pub unsafe extern "C" fn eqflow_flow_log_prob(
         }
         let n = phi_len / v;
         let phi = arg_vec(phi, phi_len, "phi")?;
-        let out = arg_out_array(log_q, log_q_len, n, "log_q")?.ok_or_else(|| {
-            Error::new(crate::error::Status::NullPointer, "argument 'log_q' is NULL".to_string())
-        })?;
+        let out = arg_out_array(log_q, log_q_len, n, "log_q")?
+            .ok_or_else(|| Error::new(crate::error::Status::NullPointer, "argument 'log_q' is NULL".to_string()))?;
         let lq = f.log_prob(&phi)?;
         write_out(Some(out), &lq);
         Ok(())
