@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod error;
+pub mod ffi;
 pub mod flow;
 pub mod io;
 pub mod lattice;

@@ -1,0 +1,216 @@
+# EqFlow.jl: Julia bindings of the eqflow C API (include/eqflow.h), with ccall and finalizers.
+# Set ENV["EQFLOW_LIB"] to the path of libeqflow.so (default: "libeqflow" on the loader path).
+# Constants mirror eqflow.h (tests/c_abi.rs checks every #define of the header against this file).
+module EqFlow
+
+export Context, Flow, Chain, EqFlowError, train!, sample!, log_prob!, ess!, save, load_flow,
+       chain_step!, set_state!, chain_state, lattice_volume
+
+const libeqflow = get(ENV, "EQFLOW_LIB", "libeqflow")
+
+const EQFLOW_STATUS_OK = Int32(0)
+const EQFLOW_STATUS_INVALID_ARGUMENT = Int32(100)
+const EQFLOW_STATUS_NULL_POINTER = Int32(101)
+const EQFLOW_STATUS_BAD_LENGTH = Int32(102)
+const EQFLOW_STATUS_BAD_STRUCT_SIZE = Int32(103)
+const EQFLOW_STATUS_BUSY = Int32(104)
+const EQFLOW_STATUS_IO = Int32(105)
+const EQFLOW_STATUS_BAD_FILE = Int32(106)
+const EQFLOW_STATUS_MISMATCH = Int32(107)
+const EQFLOW_STATUS_OUT_OF_MEMORY = Int32(108)
+const EQFLOW_STATUS_POISONED = Int32(109)
+const EQFLOW_STATUS_NO_DEVICE = Int32(200)
+const EQFLOW_STATUS_DEVICE = Int32(201)
+const EQFLOW_STATUS_NON_FINITE = Int32(300)
+const EQFLOW_STATUS_NO_CONVERGENCE = Int32(301)
+const EQFLOW_STATUS_PANIC = Int32(900)
+const EQFLOW_STATUS_INTERNAL = Int32(901)
+const EQFLOW_BACKEND_CPU = Int32(0)
+const EQFLOW_BACKEND_CUDA = Int32(1)
+const EQFLOW_ARCH_SEED = Int32(0)
+const EQFLOW_ARCH_REFINED = Int32(1)
+const EQFLOW_FROM_PRESET = Int32(0)
+const EQFLOW_SYMMETRY_FULL = Int32(1)
+const EQFLOW_SYMMETRY_TRANSLATIONS = Int32(2)
+const EQFLOW_FEATURES_ODD = Int32(1)
+const EQFLOW_FEATURES_NON_ODD = Int32(2)
+const EQFLOW_PRECISION_F64 = Int32(0)
+const EQFLOW_PRECISION_F32 = Int32(1)
+
+# Layouts of the C structs (Julia's isbits structs follow the C ABI's alignment rules).
+mutable struct ContextParams
+    struct_size::Csize_t
+    backend::Int32
+    device::Int32
+    threads::Int32
+end
+
+mutable struct FlowParams
+    struct_size::Csize_t
+    lattice_size::Int32
+    m2::Float64
+    lambda::Float64
+    n_frequencies::Int32
+    time_kernel_size::Int32
+    ode_steps::Int32
+    symmetry::Int32
+    features::Int32
+    batch_size::Int32
+    learning_rate::Float64
+    seed::UInt64
+    architecture::Int32
+    precision::Int32
+end
+
+mutable struct TrainStats
+    struct_size::Csize_t
+    steps_done::UInt64
+    loss::Float64
+    ess::Float64
+    seconds::Float64
+end
+
+mutable struct ChainStats
+    struct_size::Csize_t
+    proposed::UInt64
+    accepted::UInt64
+    acceptance::Float64
+end
+
+struct EqFlowError <: Exception
+    status::Int32
+    message::String
+end
+Base.showerror(io::IO, e::EqFlowError) = print(io, status_name(e.status), ": ", e.message)
+
+status_name(s::Integer) = unsafe_string(ccall((:eqflow_status_name, libeqflow), Cstring, (Int32,), s))
+last_error_message() = unsafe_string(ccall((:eqflow_last_error_message, libeqflow), Cstring, ()))
+version_string() = unsafe_string(ccall((:eqflow_version_string, libeqflow), Cstring, ()))
+version_hex() = ccall((:eqflow_version_hex, libeqflow), UInt32, ())
+backend_available(b::Integer) = ccall((:eqflow_backend_available, libeqflow), Int32, (Int32,), b) == 1
+
+check(s::Int32) = s == EQFLOW_STATUS_OK ? nothing : throw(EqFlowError(s, last_error_message()))
+
+function ContextParams()
+    p = ContextParams(0, 0, 0, 0)
+    ccall((:eqflow_context_params_init, libeqflow), Cvoid, (Ref{ContextParams}, Csize_t), p, sizeof(ContextParams))
+    p
+end
+
+function FlowParams(; kwargs...)
+    p = FlowParams(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    ccall((:eqflow_flow_params_init, libeqflow), Cvoid, (Ref{FlowParams}, Csize_t), p, sizeof(FlowParams))
+    for (k, v) in kwargs
+        setfield!(p, k, convert(fieldtype(FlowParams, k), v))
+    end
+    p
+end
+
+"""Backend, device and threads; may be shared between threads."""
+mutable struct Context
+    ptr::Ptr{Cvoid}
+    function Context(p::ContextParams=ContextParams())
+        out = Ref{Ptr{Cvoid}}(C_NULL)
+        check(ccall((:eqflow_context_new, libeqflow), Int32, (Ref{ContextParams}, Ref{Ptr{Cvoid}}), p, out))
+        finalizer(c -> ccall((:eqflow_context_free, libeqflow), Cvoid, (Ptr{Cvoid},), c.ptr), new(out[]))
+    end
+end
+
+"""A flow; one task/thread at a time (concurrent use throws EqFlowError with EQFLOW_STATUS_BUSY)."""
+mutable struct Flow
+    ptr::Ptr{Cvoid}
+    function Flow(ptr::Ptr{Cvoid})
+        finalizer(f -> ccall((:eqflow_flow_free, libeqflow), Cvoid, (Ptr{Cvoid},), f.ptr), new(ptr))
+    end
+end
+
+function Flow(ctx::Context, p::FlowParams)
+    out = Ref{Ptr{Cvoid}}(C_NULL)
+    check(ccall((:eqflow_flow_new, libeqflow), Int32, (Ptr{Cvoid}, Ref{FlowParams}, Ref{Ptr{Cvoid}}), ctx.ptr, p, out))
+    Flow(out[])
+end
+
+function load_flow(ctx::Context, path::AbstractString)
+    out = Ref{Ptr{Cvoid}}(C_NULL)
+    check(ccall((:eqflow_flow_load, libeqflow), Int32, (Ptr{Cvoid}, Cstring, Ref{Ptr{Cvoid}}), ctx.ptr, path, out))
+    Flow(out[])
+end
+
+function lattice_volume(f::Flow)
+    v = Ref{Csize_t}(0)
+    check(ccall((:eqflow_flow_lattice_volume, libeqflow), Int32, (Ptr{Cvoid}, Ref{Csize_t}), f.ptr, v))
+    Int(v[])
+end
+
+function train!(f::Flow, n_steps::Integer)
+    s = TrainStats(sizeof(TrainStats), 0, 0, 0, 0)
+    check(ccall((:eqflow_flow_train, libeqflow), Int32, (Ptr{Cvoid}, UInt64, Ref{TrainStats}), f.ptr, n_steps, s))
+    s
+end
+
+"""n samples: (phi as a V×n matrix, field after field; log q; action)."""
+function sample!(f::Flow, n::Integer)
+    v = lattice_volume(f)
+    phi = Matrix{Float64}(undef, v, n)
+    lq = Vector{Float64}(undef, n)
+    s = Vector{Float64}(undef, n)
+    check(ccall((:eqflow_flow_sample, libeqflow), Int32,
+                (Ptr{Cvoid}, Csize_t, Ptr{Float64}, Csize_t, Ptr{Float64}, Csize_t, Ptr{Float64}, Csize_t),
+                f.ptr, n, phi, length(phi), lq, n, s, n))
+    phi, lq, s
+end
+
+function log_prob!(f::Flow, phi::AbstractArray{Float64})
+    phi = Array{Float64}(phi)
+    lq = Vector{Float64}(undef, length(phi) ÷ lattice_volume(f))
+    check(ccall((:eqflow_flow_log_prob, libeqflow), Int32, (Ptr{Cvoid}, Ptr{Float64}, Csize_t, Ptr{Float64}, Csize_t),
+                f.ptr, phi, length(phi), lq, length(lq)))
+    lq
+end
+
+function ess!(f::Flow, n::Integer)
+    e = Ref{Float64}(0)
+    check(ccall((:eqflow_flow_ess, libeqflow), Int32, (Ptr{Cvoid}, Csize_t, Ref{Float64}), f.ptr, n, e))
+    e[]
+end
+
+save(f::Flow, path::AbstractString) =
+    check(ccall((:eqflow_flow_save, libeqflow), Int32, (Ptr{Cvoid}, Cstring), f.ptr, path))
+
+"""A Metropolis chain over a frozen snapshot of a flow; one task/thread at a time."""
+mutable struct Chain
+    ptr::Ptr{Cvoid}
+    volume::Int
+    function Chain(f::Flow, seed::Integer)
+        out = Ref{Ptr{Cvoid}}(C_NULL)
+        check(ccall((:eqflow_chain_new, libeqflow), Int32, (Ptr{Cvoid}, UInt64, Ref{Ptr{Cvoid}}), f.ptr, seed, out))
+        finalizer(c -> ccall((:eqflow_chain_free, libeqflow), Cvoid, (Ptr{Cvoid},), c.ptr), new(out[], lattice_volume(f)))
+    end
+end
+
+"""n Metropolis steps: (fields V×n, accept flags, running ChainStats)."""
+function chain_step!(c::Chain, n::Integer)
+    phi = Matrix{Float64}(undef, c.volume, n)
+    acc = Vector{UInt8}(undef, n)
+    st = ChainStats(sizeof(ChainStats), 0, 0, 0)
+    check(ccall((:eqflow_chain_step, libeqflow), Int32,
+                (Ptr{Cvoid}, Csize_t, Ptr{Float64}, Csize_t, Ptr{UInt8}, Csize_t, Ref{ChainStats}),
+                c.ptr, n, phi, length(phi), acc, n, st))
+    phi, acc .== 1, st
+end
+
+function set_state!(c::Chain, phi::AbstractVector{Float64})
+    phi = Vector{Float64}(phi)
+    check(ccall((:eqflow_chain_set_state, libeqflow), Int32, (Ptr{Cvoid}, Ptr{Float64}, Csize_t), c.ptr, phi, length(phi)))
+end
+
+function chain_state(c::Chain)
+    phi = Vector{Float64}(undef, c.volume)
+    lq = Ref{Float64}(0)
+    s = Ref{Float64}(0)
+    check(ccall((:eqflow_chain_state, libeqflow), Int32, (Ptr{Cvoid}, Ptr{Float64}, Csize_t, Ref{Float64}, Ref{Float64}),
+                c.ptr, phi, length(phi), lq, s))
+    phi, lq[], s[]
+end
+
+end # module

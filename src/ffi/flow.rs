@@ -1,0 +1,431 @@
+//! `eqflow_flow`: a flow with its target action and optimiser state.
+
+use super::boundary::{
+    arg_out, arg_out_array, arg_ref, arg_vec, boundary, boundary_void, check_versioned_out, give, lock, mul,
+    read_versioned, take, write_out, write_versioned, Versioned,
+};
+use super::context::{eqflow_context, init_prefix, threads_of};
+use super::status::eqflow_status;
+use crate::action::Couplings;
+use crate::error::{Error, Result};
+use crate::flow::{Architecture, FeatureKind, Flow, FlowConfig, KernelSymmetry, Precision};
+use crate::train::TrainConfig;
+use std::ffi::{c_char, CStr};
+use std::mem::size_of;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Architecture preset: the seed paper's (hat kernel d_t = 10, 50 sines, N_t = 54).
+pub const EQFLOW_ARCH_SEED: i32 = 0;
+/// Architecture preset: the follow-up's (Fourier kernel 21, 49 sines + linear, mixing 20, N_t = 50).
+pub const EQFLOW_ARCH_REFINED: i32 = 1;
+/// `symmetry`/`features` value: take the preset's.
+pub const EQFLOW_FROM_PRESET: i32 = 0;
+/// Kernel tied over D4 orbits: the full lattice symmetry.
+pub const EQFLOW_SYMMETRY_FULL: i32 = 1;
+/// Kernel per displacement: translations only.
+pub const EQFLOW_SYMMETRY_TRANSLATIONS: i32 = 2;
+/// Odd features sin(ω φ): Z2-equivariant.
+pub const EQFLOW_FEATURES_ODD: i32 = 1;
+/// sin, cos and a constant: not Z2-equivariant.
+pub const EQFLOW_FEATURES_NON_ODD: i32 = 2;
+/// Double precision throughout.
+pub const EQFLOW_PRECISION_F64: i32 = 0;
+/// Single precision for fields and convolutions (log q, S and losses stay double).
+pub const EQFLOW_PRECISION_F32: i32 = 1;
+
+/// A flow, its target φ⁴ action and its optimiser state.
+///
+/// Thread safety: one thread at a time. A call made while another thread is inside a call
+/// on the same flow returns `EQFLOW_STATUS_BUSY` (104) without waiting; different flows may
+/// be used from different threads at once. After an internal panic (`EQFLOW_STATUS_PANIC`)
+/// the flow is poisoned: later calls return `EQFLOW_STATUS_POISONED` (109); free it.
+pub struct eqflow_flow {
+    pub(crate) inner: Mutex<Flow>,
+    pub(crate) volume: usize,
+}
+
+impl eqflow_flow {
+    pub(crate) fn new(flow: Flow) -> Self {
+        eqflow_flow { volume: flow.volume(), inner: Mutex::new(flow) }
+    }
+}
+
+/// Parameters of `eqflow_flow_new`. Initialise with `eqflow_flow_params_init`; fields are
+/// only ever appended. The preset `architecture` is applied first; then `n_frequencies`,
+/// `time_kernel_size`, `ode_steps`, `symmetry` and `features` override it where > 0
+/// (0, their default, keeps the preset's value).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct eqflow_flow_params {
+    /// `sizeof(eqflow_flow_params)` as compiled by the caller.
+    pub struct_size: usize,
+    /// Lattice side L >= 2 (default 8); fields hold V = L*L sites, x1 fastest.
+    pub lattice_size: i32,
+    /// m² of S = Σ (∂φ)² + m² φ² + λ φ⁴ (default -4).
+    pub m2: f64,
+    /// λ >= 0 (default 6.008, the L = 8 benchmark).
+    pub lambda: f64,
+    /// Number of frequencies n_ω; 0: the preset's.
+    pub n_frequencies: i32,
+    /// Time kernel size d_t; 0: the preset's.
+    pub time_kernel_size: i32,
+    /// RK4 steps N_t (a multiple of d_t − 1 for the hat kernel); 0: the preset's.
+    pub ode_steps: i32,
+    /// `EQFLOW_SYMMETRY_FULL`, `EQFLOW_SYMMETRY_TRANSLATIONS` or 0 (the preset's).
+    pub symmetry: i32,
+    /// `EQFLOW_FEATURES_ODD`, `EQFLOW_FEATURES_NON_ODD` or 0 (the preset's).
+    pub features: i32,
+    /// Prior draws per training step (default 100).
+    pub batch_size: i32,
+    /// Adam's base learning rate (default 5e-3).
+    pub learning_rate: f64,
+    /// Seed of the initial parameters and of every random stream of the flow (default 0).
+    pub seed: u64,
+    /// `EQFLOW_ARCH_SEED` (default) or `EQFLOW_ARCH_REFINED`.
+    pub architecture: i32,
+    /// `EQFLOW_PRECISION_F64` (default) or `EQFLOW_PRECISION_F32`.
+    pub precision: i32,
+}
+
+unsafe impl Versioned for eqflow_flow_params {
+    const V1_SIZE: usize = size_of::<eqflow_flow_params>();
+    const NAME: &'static str = "eqflow_flow_params";
+}
+
+impl Default for eqflow_flow_params {
+    fn default() -> Self {
+        let c = Couplings::preset(8).unwrap_or(Couplings { m2: -4.0, lambda: 6.008 });
+        let t = TrainConfig::default();
+        eqflow_flow_params {
+            struct_size: size_of::<Self>(),
+            lattice_size: 8,
+            m2: c.m2,
+            lambda: c.lambda,
+            n_frequencies: 0,
+            time_kernel_size: 0,
+            ode_steps: 0,
+            symmetry: EQFLOW_FROM_PRESET,
+            features: EQFLOW_FROM_PRESET,
+            batch_size: t.batch_size as i32,
+            learning_rate: t.learning_rate,
+            seed: 0,
+            architecture: EQFLOW_ARCH_SEED,
+            precision: EQFLOW_PRECISION_F64,
+        }
+    }
+}
+
+/// Statistics of `eqflow_flow_train`. Set `struct_size = sizeof(eqflow_train_stats)` before
+/// the call (e.g. `eqflow_train_stats st = { sizeof st };`); fields are only ever appended.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct eqflow_train_stats {
+    /// `sizeof(eqflow_train_stats)` as compiled by the caller.
+    pub struct_size: usize,
+    /// Training steps done by the flow in total (including earlier calls).
+    pub steps_done: u64,
+    /// The reverse-KL loss E[log q + S] of the last step's batch.
+    pub loss: f64,
+    /// The effective sample size fraction (0..1] of the last step's batch.
+    pub ess: f64,
+    /// Wall-clock seconds of this call.
+    pub seconds: f64,
+}
+
+unsafe impl Versioned for eqflow_train_stats {
+    const V1_SIZE: usize = size_of::<eqflow_train_stats>();
+    const NAME: &'static str = "eqflow_train_stats";
+}
+
+/// The configuration a parameter struct describes.
+pub(crate) fn config_of(p: &eqflow_flow_params) -> Result<FlowConfig> {
+    let bad = |m: String| Err(Error::invalid(format!("argument 'p': {m}")));
+    let mut arch = match p.architecture {
+        EQFLOW_ARCH_SEED => Architecture::seed(),
+        EQFLOW_ARCH_REFINED => Architecture::refined(),
+        a => return bad(format!("architecture = {a} is not an EQFLOW_ARCH_*")),
+    };
+    for (name, v, field) in [
+        ("n_frequencies", p.n_frequencies, &mut arch.n_frequencies),
+        ("time_kernel_size", p.time_kernel_size, &mut arch.time_kernel_size),
+        ("ode_steps", p.ode_steps, &mut arch.ode_steps),
+    ] {
+        match v {
+            v if v < 0 => return bad(format!("{name} = {v} is negative (0 keeps the preset's)")),
+            0 => {}
+            v => *field = v as usize,
+        }
+    }
+    match p.symmetry {
+        EQFLOW_FROM_PRESET => {}
+        EQFLOW_SYMMETRY_FULL => arch.symmetry = KernelSymmetry::Full,
+        EQFLOW_SYMMETRY_TRANSLATIONS => arch.symmetry = KernelSymmetry::Translations,
+        s => return bad(format!("symmetry = {s} is not an EQFLOW_SYMMETRY_* (or 0)")),
+    }
+    match p.features {
+        EQFLOW_FROM_PRESET => {}
+        EQFLOW_FEATURES_ODD => arch.features = FeatureKind::Odd,
+        EQFLOW_FEATURES_NON_ODD => arch.features = FeatureKind::NonOdd,
+        f => return bad(format!("features = {f} is not an EQFLOW_FEATURES_* (or 0)")),
+    }
+    let precision = match p.precision {
+        EQFLOW_PRECISION_F64 => Precision::F64,
+        EQFLOW_PRECISION_F32 => Precision::F32,
+        x => return bad(format!("precision = {x} is not an EQFLOW_PRECISION_*")),
+    };
+    if p.lattice_size < 2 {
+        return bad(format!("lattice_size = {} must be at least 2", p.lattice_size));
+    }
+    if p.batch_size <= 0 {
+        return bad(format!("batch_size = {} must be positive", p.batch_size));
+    }
+    let mut c = FlowConfig::new(p.lattice_size as usize, p.m2, p.lambda);
+    c.arch = arch;
+    c.train.batch_size = p.batch_size as usize;
+    c.train.learning_rate = p.learning_rate;
+    c.precision = precision;
+    c.seed = p.seed;
+    Ok(c)
+}
+
+unsafe fn flow_ref<'a>(flow: *const eqflow_flow) -> Result<&'a eqflow_flow> {
+    arg_ref(flow, "flow")
+}
+
+unsafe fn path_arg(path: *const c_char) -> Result<PathBuf> {
+    let p = arg_ref(path, "path")?;
+    let bytes = CStr::from_ptr(p).to_bytes();
+    if bytes.is_empty() {
+        return Err(Error::invalid("argument 'path' is empty"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        std::str::from_utf8(bytes).map(PathBuf::from).map_err(|_| Error::invalid("argument 'path' is not UTF-8"))
+    }
+}
+
+/// Writes the defaults into the first `struct_size` bytes of `*p` and sets
+/// `p->struct_size = struct_size`: L = 8, m² = −4, λ = 6.008, the seed architecture
+/// (architecture fields 0 = from the preset), batch 100, learning rate 5e-3, seed 0, f64.
+/// NULL or a `struct_size` below `sizeof(size_t)` is a no-op.
+///
+/// # Safety
+/// `p` is NULL or points to `struct_size` writable bytes.
+///
+/// Example: `eqflow_flow_params fp; eqflow_flow_params_init(&fp, sizeof fp); fp.lattice_size = 6;`
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_params_init(p: *mut eqflow_flow_params, struct_size: usize) {
+    boundary_void("eqflow_flow_params_init", || init_prefix(p, struct_size, eqflow_flow_params::default()))
+}
+
+/// Creates a flow (the identity map, W = 0, with ω drawn from `p->seed`) that computes with
+/// the context's threads. On success `*out` holds a new flow for `eqflow_flow_free`.
+/// Errors: NULL arguments (101), a wrong `struct_size` (103), invalid fields (100).
+///
+/// # Safety
+/// `ctx` and `p` point to valid objects; `out` to writable storage.
+///
+/// Thread safety: may be called from any thread; `ctx` may be shared.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_new(
+    ctx: *const eqflow_context,
+    p: *const eqflow_flow_params,
+    out: *mut *mut eqflow_flow,
+) -> eqflow_status {
+    boundary("eqflow_flow_new", || {
+        let threads = threads_of(ctx)?;
+        let p = read_versioned(p, eqflow_flow_params::default(), "p")?;
+        let out = arg_out(out, "out")?;
+        let flow = Flow::new(config_of(&p)?, threads)?;
+        give(out, eqflow_flow::new(flow));
+        Ok(())
+    })
+}
+
+/// Frees a flow; NULL is a no-op. Chains made from it stay valid (they hold a snapshot).
+///
+/// # Safety
+/// `flow` is NULL or a flow from this library not freed before and not in use.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_free(flow: *mut eqflow_flow) {
+    boundary_void("eqflow_flow_free", || take(flow))
+}
+
+/// The number of lattice sites V = L*L: every field is V doubles. Never BUSY.
+///
+/// # Safety
+/// `flow` is a valid flow; `out_volume` points to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_lattice_volume(flow: *const eqflow_flow, out_volume: *mut usize) -> eqflow_status {
+    boundary("eqflow_flow_lattice_volume", || {
+        let f = flow_ref(flow)?;
+        let out = arg_out(out_volume, "out_volume")?;
+        *out = f.volume;
+        Ok(())
+    })
+}
+
+/// Runs `n_steps` >= 1 Adam steps of reverse-KL training, each on a fresh batch. `out_stats`
+/// may be NULL; otherwise its `struct_size` must be set. A non-finite loss or gradient stops
+/// the run with `EQFLOW_STATUS_NON_FINITE` (300), the parameters left at the last good step.
+///
+/// # Safety
+/// `flow` is a valid flow; `out_stats` is NULL or points to an `eqflow_train_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_train(
+    flow: *mut eqflow_flow,
+    n_steps: u64,
+    out_stats: *mut eqflow_train_stats,
+) -> eqflow_status {
+    boundary("eqflow_flow_train", || {
+        let f = flow_ref(flow)?;
+        let out = check_versioned_out(out_stats, "out_stats")?;
+        if n_steps == 0 {
+            return Err(Error::invalid("argument 'n_steps' = 0 (must be at least 1)"));
+        }
+        let mut f = lock(&f.inner, "flow")?;
+        let t0 = std::time::Instant::now();
+        let mut last = None;
+        for _ in 0..n_steps {
+            last = Some(f.train_step()?);
+        }
+        let s = last.expect("n_steps >= 1");
+        let stats = eqflow_train_stats {
+            struct_size: size_of::<eqflow_train_stats>(),
+            steps_done: f.steps_done,
+            loss: s.loss,
+            ess: s.ess,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        write_versioned(out, stats);
+        Ok(())
+    })
+}
+
+/// Draws `n` independent samples from the flow (advancing its sample stream): fields into
+/// `phi` (n*V doubles, field after field), log q into `log_q` (n) and the action S into
+/// `action` (n). Each output may be NULL with length 0 when not wanted; buffers may be
+/// longer than needed. Nothing is written on failure.
+///
+/// # Safety
+/// Each non-NULL buffer holds at least its stated length.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_sample(
+    flow: *mut eqflow_flow,
+    n: usize,
+    phi: *mut f64,
+    phi_len: usize,
+    log_q: *mut f64,
+    log_q_len: usize,
+    action: *mut f64,
+    action_len: usize,
+) -> eqflow_status {
+    boundary("eqflow_flow_sample", || {
+        let f = flow_ref(flow)?;
+        let mut f = lock(&f.inner, "flow")?;
+        let nv = mul(n, f.volume(), "n × V")?;
+        let phi = arg_out_array(phi, phi_len, nv, "phi")?;
+        let log_q = arg_out_array(log_q, log_q_len, n, "log_q")?;
+        let action = arg_out_array(action, action_len, n, "action")?;
+        let s = f.sample(n)?;
+        write_out(phi, &s.phi);
+        write_out(log_q, &s.log_q);
+        write_out(action, &s.action);
+        Ok(())
+    })
+}
+
+/// log q of `phi_len / V` given fields (`phi_len` a positive multiple of V) into `log_q`
+/// (at least phi_len / V doubles). Fields must be finite.
+///
+/// # Safety
+/// `phi` holds `phi_len` doubles; `log_q` holds `log_q_len`.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_log_prob(
+    flow: *mut eqflow_flow,
+    phi: *const f64,
+    phi_len: usize,
+    log_q: *mut f64,
+    log_q_len: usize,
+) -> eqflow_status {
+    boundary("eqflow_flow_log_prob", || {
+        let f = flow_ref(flow)?;
+        let mut f = lock(&f.inner, "flow")?;
+        let v = f.volume();
+        if phi_len == 0 || phi_len % v != 0 {
+            return Err(Error::new(
+                crate::error::Status::BadLength,
+                format!("argument 'phi_len' = {phi_len} is not a positive multiple of V = {v}"),
+            ));
+        }
+        let n = phi_len / v;
+        let phi = arg_vec(phi, phi_len, "phi")?;
+        let out = arg_out_array(log_q, log_q_len, n, "log_q")?
+            .ok_or_else(|| Error::new(crate::error::Status::NullPointer, "argument 'log_q' is NULL".to_string()))?;
+        let lq = f.log_prob(&phi)?;
+        write_out(Some(out), &lq);
+        Ok(())
+    })
+}
+
+/// The effective sample size fraction (0..1] of `n_samples` >= 1 fresh samples (a stream
+/// separate from training and `eqflow_flow_sample`), into `*out_ess`.
+///
+/// # Safety
+/// `flow` is a valid flow; `out_ess` points to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_ess(flow: *mut eqflow_flow, n_samples: usize, out_ess: *mut f64) -> eqflow_status {
+    boundary("eqflow_flow_ess", || {
+        let f = flow_ref(flow)?;
+        let out = arg_out(out_ess, "out_ess")?;
+        if n_samples == 0 {
+            return Err(Error::invalid("argument 'n_samples' = 0 (must be at least 1)"));
+        }
+        let e = lock(&f.inner, "flow")?.ess(n_samples)?;
+        *out = e;
+        Ok(())
+    })
+}
+
+/// Saves the flow (parameters, optimiser state, counters) to `path` atomically
+/// (safetensors with JSON metadata).
+///
+/// # Safety
+/// `flow` is a valid flow; `path` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_save(flow: *const eqflow_flow, path: *const c_char) -> eqflow_status {
+    boundary("eqflow_flow_save", || {
+        let f = flow_ref(flow)?;
+        let path = path_arg(path)?;
+        let f = lock(&f.inner, "flow")?;
+        crate::io::save(&f, &path)
+    })
+}
+
+/// Loads a flow saved by `eqflow_flow_save`, computing with the context's threads.
+/// On success `*out` holds a new flow for `eqflow_flow_free`. Errors: 105 (cannot read),
+/// 106 (not an eqflow file, or a newer format).
+///
+/// # Safety
+/// `ctx` is a valid context; `path` a NUL-terminated string; `out` writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_load(
+    ctx: *const eqflow_context,
+    path: *const c_char,
+    out: *mut *mut eqflow_flow,
+) -> eqflow_status {
+    boundary("eqflow_flow_load", || {
+        let threads = threads_of(ctx)?;
+        let path = path_arg(path)?;
+        let out = arg_out(out, "out")?;
+        let flow = crate::io::load(&path, threads)?;
+        give(out, eqflow_flow::new(flow));
+        Ok(())
+    })
+}

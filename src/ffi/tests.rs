@@ -1,0 +1,100 @@
+//! Unit tests of the boundary: panics, poisoning, BUSY, struct sizes.
+
+use super::boundary::{boundary, lock};
+use super::chain::*;
+use super::context::*;
+use super::flow::*;
+use super::status::*;
+use super::*;
+use std::ffi::CStr;
+use std::ptr::{null, null_mut};
+
+fn last() -> String {
+    unsafe { CStr::from_ptr(eqflow_last_error_message()) }.to_string_lossy().into_owned()
+}
+
+unsafe fn small_flow() -> (*mut eqflow_context, *mut eqflow_flow) {
+    let mut cp = std::mem::zeroed::<eqflow_context_params>();
+    eqflow_context_params_init(&mut cp, std::mem::size_of_val(&cp));
+    let mut ctx = null_mut();
+    assert_eq!(eqflow_context_new(&cp, &mut ctx), EQFLOW_STATUS_OK);
+    let mut fp = std::mem::zeroed::<eqflow_flow_params>();
+    eqflow_flow_params_init(&mut fp, std::mem::size_of_val(&fp));
+    fp.lattice_size = 3;
+    fp.n_frequencies = 4;
+    fp.ode_steps = 9;
+    fp.batch_size = 8;
+    let mut f = null_mut();
+    assert_eq!(eqflow_flow_new(ctx, &fp, &mut f), EQFLOW_STATUS_OK, "{}", last());
+    (ctx, f)
+}
+
+#[test]
+fn panic_becomes_status_and_poisons_the_handle() {
+    unsafe {
+        let (ctx, f) = small_flow();
+        let s = boundary("eqflow_test", || {
+            let _g = lock(&(*f).inner, "flow")?;
+            panic!("deliberate");
+        });
+        assert_eq!(s, EQFLOW_STATUS_PANIC);
+        assert!(last().contains("eqflow_test") && last().contains("deliberate"), "{}", last());
+        let s = eqflow_flow_train(f, 1, null_mut());
+        assert_eq!(s, EQFLOW_STATUS_POISONED);
+        assert!(last().starts_with("eqflow_flow_train: argument 'flow'"), "{}", last());
+        eqflow_flow_free(f);
+        eqflow_context_free(ctx);
+    }
+}
+
+#[test]
+fn a_handle_in_use_is_busy() {
+    unsafe {
+        let (ctx, f) = small_flow();
+        let g = (*f).inner.lock().unwrap();
+        let mut e = 0.0;
+        assert_eq!(eqflow_flow_ess(f, 4, &mut e), EQFLOW_STATUS_BUSY);
+        assert!(last().contains("eqflow_flow_ess") && last().contains("'flow'"), "{}", last());
+        let mut v = 0;
+        assert_eq!(eqflow_flow_lattice_volume(f, &mut v), EQFLOW_STATUS_OK);
+        assert_eq!(v, 9);
+        drop(g);
+        assert_eq!(eqflow_flow_ess(f, 4, &mut e), EQFLOW_STATUS_OK);
+        assert!(last().is_empty());
+        let mut c = null_mut();
+        assert_eq!(eqflow_chain_new(f, 1, &mut c), EQFLOW_STATUS_OK);
+        let gc = (*c).inner.lock().unwrap();
+        assert_eq!(eqflow_chain_step(c, 1, null_mut(), 0, null_mut(), 0, null_mut()), EQFLOW_STATUS_BUSY);
+        drop(gc);
+        assert_eq!(eqflow_chain_step(c, 1, null_mut(), 0, null_mut(), 0, null_mut()), EQFLOW_STATUS_OK);
+        eqflow_chain_free(c);
+        eqflow_flow_free(f);
+        eqflow_context_free(ctx);
+    }
+}
+
+#[test]
+fn struct_size_is_checked() {
+    unsafe {
+        let mut cp = std::mem::zeroed::<eqflow_context_params>();
+        eqflow_context_params_init(&mut cp, std::mem::size_of_val(&cp));
+        cp.struct_size -= 4;
+        let mut ctx = null_mut();
+        assert_eq!(eqflow_context_new(&cp, &mut ctx), EQFLOW_STATUS_BAD_STRUCT_SIZE);
+        assert!(ctx.is_null());
+        assert!(last().contains("struct_size"), "{}", last());
+        assert_eq!(eqflow_context_new(null(), &mut ctx), EQFLOW_STATUS_NULL_POINTER);
+        assert_eq!(last(), "eqflow_context_new: argument 'p' is NULL");
+    }
+}
+
+#[test]
+fn status_names_and_version() {
+    let name = |s| unsafe { CStr::from_ptr(eqflow_status_name(s)) }.to_str().unwrap();
+    assert_eq!(name(EQFLOW_STATUS_BUSY), "EQFLOW_STATUS_BUSY");
+    assert_eq!(name(12345), "EQFLOW_STATUS_UNKNOWN");
+    assert_eq!(code(crate::error::Status::NoConvergence), EQFLOW_STATUS_NO_CONVERGENCE);
+    let v = unsafe { CStr::from_ptr(eqflow_version_string()) }.to_str().unwrap();
+    let parts: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(eqflow_version_hex(), (parts[0] << 16) | (parts[1] << 8) | parts[2]);
+}

@@ -1,0 +1,245 @@
+//! Drives the C ABI from C, C++, Fortran and Julia: builds the programs in tests/c, examples/
+//! and bindings/ against target/<profile>/libeqflow.so, runs them, and checks their output
+//! (for the C misuse test, numbers equal to the Rust API's for the same seeds).
+
+use eqflow::flow::{Flow, FlowConfig};
+use eqflow::mcmc::metropolis::Chain;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// target/<profile>, found from this test executable (target/<profile>/deps/c_abi-*).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).expect("test executable is not under target/<profile>/deps").to_path_buf()
+}
+
+/// The directory holding libeqflow.so, building it with `cargo build --lib` if missing.
+fn lib_dir() -> PathBuf {
+    let dir = profile_dir();
+    let lib = dir.join(format!("{}eqflow{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+    if !lib.exists() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--lib", "-j", "1"]).current_dir(root());
+        let profile = dir.file_name().unwrap().to_str().unwrap();
+        if profile == "release" {
+            cmd.arg("--release");
+        } else if profile != "debug" {
+            cmd.args(["--profile", profile]);
+        }
+        if let Some(target) = dir.parent() {
+            cmd.env("CARGO_TARGET_DIR", target);
+        }
+        let st = cmd.status().expect("running cargo build --lib");
+        assert!(st.success() && lib.exists(), "cargo build --lib did not produce {}", lib.display());
+    }
+    dir
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_abi").join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn on_path(tool: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Compiles `sources` with `compiler` and `flags` into an executable linked to libeqflow.
+fn build(compiler: &str, flags: &[&str], sources: &[PathBuf], exe: &Path, extra: &[&str]) {
+    let lib = lib_dir();
+    let mut cmd = Command::new(compiler);
+    cmd.args(flags)
+        .arg(format!("-I{}", root().join("include").display()))
+        .args(sources)
+        .arg("-o")
+        .arg(exe)
+        .arg(format!("-L{}", lib.display()))
+        .arg("-leqflow")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(extra);
+    run(&mut cmd);
+}
+
+const C_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+
+fn results(stdout: &str, key: &str) -> Vec<f64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("RESULT {key} ")))
+        .unwrap_or_else(|| panic!("no 'RESULT {key}' line in:\n{stdout}"));
+    line.split_whitespace().skip(2).map(|x| x.parse().unwrap()).collect()
+}
+
+#[test]
+fn c_misuse_gives_statuses_and_the_same_numbers_as_rust() {
+    let dir = scratch("misuse");
+    let exe = dir.join("misuse");
+    build("cc", C_FLAGS, &[root().join("tests/c/misuse.c")], &exe, &["-lm"]);
+    let out = run(Command::new(&exe).arg(&dir));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("misuse: all checks passed"), "{stdout}");
+    assert!(stdout.contains(&format!("RESULT version {}", env!("CARGO_PKG_VERSION"))), "{stdout}");
+
+    // the same calls through the Rust API
+    let mut c = FlowConfig::new(4, -4.0, 6.008);
+    c.arch.n_frequencies = 4;
+    c.arch.ode_steps = 9;
+    c.train.batch_size = 8;
+    c.seed = 42;
+    let mut f = Flow::new(c, 1).unwrap();
+    f.train_step().unwrap();
+    let st = f.train_step().unwrap();
+    assert_eq!(results(&stdout, "train"), vec![st.loss, st.ess]);
+    let s = f.sample(3).unwrap();
+    let mut want = vec![s.phi.iter().sum::<f64>()];
+    for i in 0..3 {
+        want.extend([s.log_q[i], s.action[i]]);
+    }
+    assert_eq!(results(&stdout, "sample"), want);
+    f.sample(1).unwrap();
+    assert_eq!(results(&stdout, "ess"), vec![f.ess(16).unwrap()]);
+    let mut chain = Chain::new(&f, 7);
+    let flags = chain.step(5).unwrap();
+    let cs = chain.stats();
+    let mut want = vec![cs.proposed as f64, cs.accepted as f64];
+    want.extend(flags.iter().map(|&a| a as u8 as f64));
+    assert_eq!(results(&stdout, "chain"), want);
+}
+
+#[test]
+fn c_minimal_example_runs_cleanly() {
+    let dir = scratch("minimal");
+    let exe = dir.join("minimal");
+    build("cc", C_FLAGS, &[root().join("examples/c/minimal.c")], &exe, &["-lm"]);
+    let flow_file = dir.join("flow.safetensors");
+    let out = run(Command::new(&exe).arg(&flow_file));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("trained 5 steps") && stdout.contains("minimal: ok"), "{stdout}");
+    assert!(flow_file.exists());
+    if on_path("valgrind") {
+        let out = run(Command::new("valgrind")
+            .args(["--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite", "-q"])
+            .arg(&exe)
+            .arg(dir.join("flow_vg.safetensors")));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("minimal: ok"));
+    } else {
+        eprintln!("skipped valgrind: not found");
+    }
+}
+
+#[test]
+fn cpp_bindings_and_hmc_mix_example() {
+    let dir = scratch("cpp");
+    let exe = dir.join("hmc_mix");
+    let inc = format!("-I{}", root().join("bindings/cpp").display());
+    build(
+        "g++",
+        &["-std=c++17", "-Wall", "-Wextra", "-Werror", &inc],
+        &[root().join("examples/cpp/hmc_mix.cpp")],
+        &exe,
+        &[],
+    );
+    let out = run(&mut Command::new(&exe));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("hmc_mix: ok") && stdout.contains("caught: EQFLOW_STATUS_BAD_LENGTH"), "{stdout}");
+    let value = |key: &str| -> f64 {
+        let l = stdout.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no '{key}' in {stdout}"));
+        l[key.len()..].trim().parse().unwrap()
+    };
+    let (hmc, flow, chi2) = (value("hmc acceptance"), value("flow acceptance"), value("chi2"));
+    assert!(hmc > 0.3 && hmc <= 1.0, "{stdout}");
+    assert!(flow > 0.0 && flow <= 1.0, "{stdout}");
+    assert!(chi2.is_finite() && chi2 > 0.0, "{stdout}");
+}
+
+#[test]
+fn header_compiles_as_cpp_and_twice() {
+    let dir = scratch("twice");
+    let src = dir.join("twice.cpp");
+    std::fs::write(
+        &src,
+        "#include \"eqflow.h\"\n#include \"eqflow.h\"\nint main() { return eqflow_version_hex() == EQFLOW_VERSION_HEX ? 0 : 1; }\n",
+    )
+    .unwrap();
+    let exe = dir.join("twice");
+    build("g++", &["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"], &[src], &exe, &[]);
+    run(&mut Command::new(&exe));
+}
+
+#[test]
+fn fortran_bindings_and_example() {
+    if !on_path("gfortran") {
+        eprintln!("skipped fortran: gfortran not found");
+        return;
+    }
+    let dir = scratch("fortran");
+    let exe = dir.join("train_sample");
+    let modules = format!("-J{}", dir.display());
+    build(
+        "gfortran",
+        &["-std=f2008", "-Wall", &modules],
+        &[root().join("bindings/fortran/eqflow.f90"), root().join("examples/fortran/train_sample.f90")],
+        &exe,
+        &[],
+    );
+    let out = run(Command::new(&exe).current_dir(&dir));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("train_sample: ok") && stdout.contains("trained 5 steps"), "{stdout}");
+    assert!(stdout.contains("expected error: eqflow_flow_sample: argument 'phi'"), "{stdout}");
+}
+
+/// Every integer #define of the header appears with the same value in the Fortran and Julia
+/// bindings (they are written by hand, so this is what keeps them from drifting).
+#[test]
+fn bindings_mirror_every_header_constant() {
+    let header = std::fs::read_to_string(root().join("include/eqflow.h")).unwrap();
+    let fortran = std::fs::read_to_string(root().join("bindings/fortran/eqflow.f90")).unwrap();
+    let julia = std::fs::read_to_string(root().join("bindings/julia/EqFlow.jl")).unwrap();
+    let mut n = 0;
+    for line in header.lines() {
+        let mut w = line.split_whitespace();
+        let (Some("#define"), Some(name), Some(value)) = (w.next(), w.next(), w.next()) else { continue };
+        if !name.starts_with("EQFLOW_") || name.starts_with("EQFLOW_VERSION") || value.parse::<i64>().is_err() {
+            continue;
+        }
+        n += 1;
+        let f = format!("parameter :: {name} = {value}");
+        assert!(fortran.contains(&f), "bindings/fortran/eqflow.f90 lacks '{f}'");
+        let j = format!("const {name} = Int32({value})");
+        assert!(julia.contains(&j), "bindings/julia/EqFlow.jl lacks '{j}'");
+    }
+    assert!(n > 20, "only {n} constants found in the header");
+}
+
+#[test]
+fn julia_bindings_and_example() {
+    if !on_path("julia") {
+        eprintln!("skipped: julia not found");
+        return;
+    }
+    let lib = lib_dir().join(format!("{}eqflow{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+    let out = run(Command::new("julia")
+        .arg("--startup-file=no")
+        .arg(root().join("examples/julia/example.jl"))
+        .env("EQFLOW_LIB", lib));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("example.jl: ok") && stdout.contains("caught: EQFLOW_STATUS_BAD_LENGTH"), "{stdout}");
+}
