@@ -194,7 +194,9 @@ typedef struct eqflow_flow_params {
   uint64_t seed;
   // `EQFLOW_ARCH_SEED` (default) or `EQFLOW_ARCH_REFINED`.
   int32_t architecture;
-  // `EQFLOW_PRECISION_F64` (default) or `EQFLOW_PRECISION_F32`.
+  // Compute precision of training: `EQFLOW_PRECISION_F32` (default; gradients are noisy
+  // anyway and f32 is faster) or `EQFLOW_PRECISION_F64`. Proposals and log q are computed
+  // in double precision.
   int32_t precision;
 } eqflow_flow_params;
 

@@ -17,10 +17,17 @@ fn profile_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("test executable is not under target/<profile>/deps").to_path_buf()
 }
 
-/// The directory holding libeqflow.so, building it with `cargo build --lib` if missing.
+/// The directory holding libeqflow.so: target/<profile>/deps, where `cargo test` has just built
+/// the cdylib (the copy in target/<profile> is refreshed only by `cargo build` and may be
+/// stale); if it is missing there, `cargo build --lib` makes it.
 fn lib_dir() -> PathBuf {
+    let name = format!("{}eqflow{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let deps = profile_dir().join("deps");
+    if deps.join(&name).exists() {
+        return deps;
+    }
     let dir = profile_dir();
-    let lib = dir.join(format!("{}eqflow{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+    let lib = dir.join(&name);
     if !lib.exists() {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "--lib", "-j", "1"]).current_dir(root());
@@ -50,6 +57,14 @@ fn on_path(tool: &str) -> bool {
 }
 
 fn run(cmd: &mut Command) -> Output {
+    // cargo test puts target/<profile> on LD_LIBRARY_PATH, which beats the programs' rpath and
+    // may hold a stale copy of the library: load the one just built
+    let mut path = lib_dir().into_os_string();
+    if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
+        path.push(":");
+        path.push(old);
+    }
+    cmd.env("LD_LIBRARY_PATH", path);
     let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(

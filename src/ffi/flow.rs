@@ -84,7 +84,9 @@ pub struct eqflow_flow_params {
     pub seed: u64,
     /// `EQFLOW_ARCH_SEED` (default) or `EQFLOW_ARCH_REFINED`.
     pub architecture: i32,
-    /// `EQFLOW_PRECISION_F64` (default) or `EQFLOW_PRECISION_F32`.
+    /// Compute precision of training: `EQFLOW_PRECISION_F32` (default; gradients are noisy
+    /// anyway and f32 is faster) or `EQFLOW_PRECISION_F64`. Proposals and log q are computed
+    /// in double precision.
     pub precision: i32,
 }
 
@@ -111,7 +113,10 @@ impl Default for eqflow_flow_params {
             learning_rate: t.learning_rate,
             seed: 0,
             architecture: EQFLOW_ARCH_SEED,
-            precision: EQFLOW_PRECISION_F64,
+            precision: match FlowConfig::new(8, -4.0, 1.0).precision {
+                Precision::F64 => EQFLOW_PRECISION_F64,
+                Precision::F32 => EQFLOW_PRECISION_F32,
+            },
         }
     }
 }
