@@ -1,18 +1,23 @@
 //! Exact gradients of the reverse-KL loss of the *discretised* flow (SPEC §4):
 //! back-propagation through the RK4 steps, recomputing each step's stages from the
-//! stored step-start state (memory N_t × nb × V per chunk, not 4·N_t × ...).
+//! stored step-start state (memory N_t × nb × V per chunk, not 4·N_t × ...). The forward and
+//! backward passes are separate so that the action and its force, which a host may supply as
+//! a callback, are evaluated between them on the calling thread.
 
 use super::ode::{forward, stages_upto, Stages};
 use super::vector_field::{VectorField, Work};
-use crate::action::Action;
 use crate::real::Real;
 
-/// Per-chunk results of the loss: log q, S and log r for each field.
-pub struct ChunkLoss {
-    /// log q(φ) of each field.
+/// What the forward pass of one chunk keeps for back-propagation.
+pub struct Tape<R: Real> {
+    /// The prior draws (nb × V).
+    pub z: Vec<R>,
+    /// The state at the start of every step (N_t × nb × V).
+    pub store: Vec<R>,
+    /// φ(1) (nb × V).
+    pub phi: Vec<R>,
+    /// log q of each field.
     pub log_q: Vec<f64>,
-    /// S(φ) of each field.
-    pub action: Vec<f64>,
 }
 
 /// log r(z) of a standard normal prior on V sites.
@@ -21,42 +26,34 @@ pub fn log_prior<R: Real>(z: &[R]) -> f64 {
     -0.5 * z.iter().map(|&x| x.f64() * x.f64()).sum::<f64>() - 0.5 * v * (2.0 * std::f64::consts::PI).ln()
 }
 
-/// For a chunk of prior draws z (nb × V): the per-field log q and S, and the gradient of
-/// `weight` · Σ_b (log q_b + S_b) with respect to the parameters, accumulated into `grad`.
-pub fn loss_and_grad<R: Real>(
-    field: &VectorField<R>,
-    action: &Action,
-    z: &[R],
-    weight: f64,
-    grad: &mut [f64],
-    w: &mut Work<R>,
-) -> ChunkLoss {
+/// Integrates a chunk of prior draws forward, keeping what back-propagation needs.
+pub fn forward_tape<R: Real>(field: &VectorField<R>, z: Vec<R>, w: &mut Work<R>) -> Tape<R> {
     let v = field.lattice.volume();
     let nb = z.len() / v;
-    let n_steps = field.arch.ode_steps;
-    let h = 1.0 / n_steps as f64;
     let mut store = Vec::new();
     let mut phi = vec![R::zero(); nb * v];
     let mut neg_div = vec![0.0; nb];
-    forward(field, z, &mut phi, &mut neg_div, Some(&mut store), w);
+    forward(field, &z, &mut phi, &mut neg_div, Some(&mut store), w);
+    let log_q = (0..nb).map(|b| log_prior(&z[b * v..(b + 1) * v]) + neg_div[b]).collect();
+    Tape { z, store, phi, log_q }
+}
 
-    let mut log_q = vec![0.0; nb];
-    let mut s_val = vec![0.0; nb];
-    let mut phibar = vec![R::zero(); nb * v];
-    let mut phi64 = vec![0.0; v];
-    let mut force = vec![0.0; v];
-    for b in 0..nb {
-        log_q[b] = log_prior(&z[b * v..(b + 1) * v]) + neg_div[b];
-        for (p, &x) in phi64.iter_mut().zip(&phi[b * v..(b + 1) * v]) {
-            *p = x.f64();
-        }
-        s_val[b] = action.action_one(&phi64);
-        action.force_one(&phi64, &mut force);
-        for (pb, &f) in phibar[b * v..(b + 1) * v].iter_mut().zip(&force) {
-            *pb = R::of(weight * f);
-        }
-    }
-
+/// Back-propagates through a chunk's RK4 steps: given φ̄ = ∂L/∂φ(1) (nb × V) and the weight
+/// of log q in the loss, accumulates ∂L/∂θ into `grad`.
+pub fn backward<R: Real>(
+    field: &VectorField<R>,
+    tape: &Tape<R>,
+    phibar: &[R],
+    weight: f64,
+    grad: &mut [f64],
+    w: &mut Work<R>,
+) {
+    let v = field.lattice.volume();
+    let nb = tape.phi.len() / v;
+    let n_steps = field.arch.ode_steps;
+    let h = 1.0 / n_steps as f64;
+    let store = &tape.store;
+    let mut phibar = phibar.to_vec();
     // ℓ̄ = weight; the divergence enters log q with coefficient −h/6 · c_i
     let c = [1.0, 2.0, 2.0, 1.0];
     let hr = R::of(h);
@@ -97,5 +94,4 @@ pub fn loss_and_grad<R: Real>(
         }
         phibar.copy_from_slice(&acc);
     }
-    ChunkLoss { log_q, action: s_val }
 }

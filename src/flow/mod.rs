@@ -12,4 +12,4 @@ pub mod time_kernel;
 pub mod vector_field;
 
 pub use config::{Architecture, FeatureKind, KernelSymmetry, OmegaInit, TimeKernelKind};
-pub use model::{Flow, FlowConfig, Precision, Samples, StepStats};
+pub use model::{CustomAction, Flow, FlowConfig, Precision, Samples, StepStats};

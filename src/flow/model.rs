@@ -4,7 +4,7 @@
 
 use super::config::Architecture;
 use super::conv::ConvMethod;
-use super::grad::{log_prior, loss_and_grad};
+use super::grad::{backward, forward_tape, log_prior, Tape};
 use super::ode;
 use super::params::{self, Layout};
 use super::vector_field::VectorField;
@@ -106,6 +106,14 @@ impl Samples {
     }
 }
 
+/// An action supplied by the host instead of the built-in φ⁴ action: S of each of n fields
+/// (n × V) and, when `force` is given, ∂S/∂φ. It is only ever called on the thread that called
+/// into the flow (never from worker threads), once per batch.
+pub trait CustomAction: Send + Sync {
+    /// Writes S into `action` (n) and, if asked, ∂S/∂φ into `force` (n × V).
+    fn evaluate(&self, phi: &[f64], action: &mut [f64], force: Option<&mut [f64]>) -> Result<()>;
+}
+
 enum Prepared {
     F64(VectorField<f64>),
     F32(VectorField<f32>),
@@ -130,6 +138,7 @@ pub struct Flow {
     /// Samples drawn so far (the next sample's RNG index).
     pub samples_drawn: u64,
     prepared: [Option<Arc<Prepared>>; 2],
+    custom: Option<Arc<dyn CustomAction>>,
     pool: Arc<rayon::ThreadPool>,
 }
 
@@ -162,6 +171,7 @@ impl Flow {
             steps_done: 0,
             samples_drawn: 0,
             prepared: [None, None],
+            custom: None,
             pool,
             config,
         })
@@ -179,6 +189,7 @@ impl Flow {
             steps_done: self.steps_done,
             samples_drawn: self.samples_drawn,
             prepared: self.prepared.clone(),
+            custom: self.custom.clone(),
             pool: self.pool.clone(),
         }
     }
@@ -199,6 +210,34 @@ impl Flow {
         self.prepared = [None, None];
         Ok(())
     }
+    /// Replaces the built-in φ⁴ action by a host-supplied one (None: back to φ⁴). Training,
+    /// proposals and chains created afterwards use it.
+    pub fn set_custom_action(&mut self, action: Option<Arc<dyn CustomAction>>) {
+        self.custom = action;
+    }
+
+    /// S (and, if asked, ∂S/∂φ) of n fields (n × V) under the flow's target action.
+    pub fn evaluate_action(&self, phi: &[f64], action: &mut [f64], force: Option<&mut [f64]>) -> Result<()> {
+        let v = self.volume();
+        check_len("evaluate_action: action", action.len() * v, phi.len())?;
+        match &self.custom {
+            Some(c) => {
+                c.evaluate(phi, action, force)?;
+                match action.iter().position(|s| s.is_nan()) {
+                    Some(i) => Err(Error::non_finite(format!("custom action: S of field {i} is NaN"))),
+                    None => Ok(()),
+                }
+            }
+            None => {
+                self.action.action_batch(phi, action)?;
+                if let Some(f) = force {
+                    self.action.force_batch(phi, f)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Sets the number of RK4 steps N_t. The parameters define a continuous ODE, so training
     /// can run with fewer steps early and sample with more (SPEC §3.3: keep N_t a multiple of
     /// d_t − 1 for the hat kernel).
@@ -262,27 +301,57 @@ impl Flow {
         let n = z.len() / v;
         let prep = self.prepared(true);
         let total = self.layout.total;
-        let action = self.action;
         let weight = 1.0 / n as f64;
-        let results: Vec<ChunkOut> = self.pool.install(|| {
+        // 1. forward passes, in parallel over fixed chunks
+        let tapes: Vec<AnyTape> = self.pool.install(|| {
             z.par_chunks(CHUNK * v)
-                .map(|zc| {
+                .map(|zc| match &*prep {
+                    Prepared::F64(f) => AnyTape::F64(forward_tape(f, to_r(zc), &mut f.work(zc.len() / v))),
+                    Prepared::F32(f) => AnyTape::F32(forward_tape(f, to_r(zc), &mut f.work(zc.len() / v))),
+                })
+                .collect()
+        });
+        // 2. the action and its force, on the calling thread (a host callback may be behind it)
+        let mut out = Samples::default();
+        for t in &tapes {
+            match t {
+                AnyTape::F64(t) => {
+                    out.phi.extend(t.phi.iter().copied());
+                    out.log_q.extend(&t.log_q);
+                }
+                AnyTape::F32(t) => {
+                    out.phi.extend(t.phi.iter().map(|&x| x as f64));
+                    out.log_q.extend(&t.log_q);
+                }
+            }
+        }
+        out.action = vec![0.0; n];
+        let mut force = vec![0.0; n * v];
+        self.evaluate_action(&out.phi, &mut out.action, Some(&mut force))?;
+        force.iter_mut().for_each(|f| *f *= weight);
+        // 3. back-propagation, in parallel, gradients summed in chunk order
+        let grads: Vec<Vec<f64>> = self.pool.install(|| {
+            tapes
+                .par_iter()
+                .zip(force.par_chunks(CHUNK * v))
+                .map(|(t, fc)| {
                     let mut g = vec![0.0; total];
-                    let (lq, s, phi) = match &*prep {
-                        Prepared::F64(f) => chunk_grad(f, &action, zc, weight, &mut g),
-                        Prepared::F32(f) => chunk_grad(f, &action, zc, weight, &mut g),
-                    };
-                    (lq, s, phi, g)
+                    match (&*prep, t) {
+                        (Prepared::F64(f), AnyTape::F64(t)) => {
+                            backward(f, t, &to_r(fc), weight, &mut g, &mut f.work_for_grad(fc.len() / v))
+                        }
+                        (Prepared::F32(f), AnyTape::F32(t)) => {
+                            backward(f, t, &to_r(fc), weight, &mut g, &mut f.work_for_grad(fc.len() / v))
+                        }
+                        _ => unreachable!("tape and field of different precision"),
+                    }
+                    g
                 })
                 .collect()
         });
         let mut grad = vec![0.0; total];
-        let mut out = Samples::default();
-        for (lq, s, phi, g) in results {
+        for g in grads {
             grad.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
-            out.log_q.extend(lq);
-            out.action.extend(s);
-            out.phi.extend(phi);
         }
         let loss = out.log_q.iter().zip(&out.action).map(|(q, s)| q + s).sum::<f64>() / n as f64;
         Ok((loss, out, grad))
@@ -321,16 +390,18 @@ impl Flow {
         }
         crate::error::check_finite("push_forward: z", z)?;
         let prep = self.prepared(false);
-        let action = self.action;
         let parts: Vec<Samples> = self.pool.install(|| {
             z.par_chunks(CHUNK * v)
                 .map(|zc| match &*prep {
-                    Prepared::F64(f) => chunk_forward(f, &action, zc),
-                    Prepared::F32(f) => chunk_forward(f, &action, zc),
+                    Prepared::F64(f) => chunk_forward(f, zc),
+                    Prepared::F32(f) => chunk_forward(f, zc),
                 })
                 .collect()
         });
-        Ok(concat(parts))
+        let mut out = concat(parts);
+        out.action = vec![0.0; out.log_q.len()];
+        self.evaluate_action(&out.phi, &mut out.action, None)?;
+        Ok(out)
     }
 
     /// n independent samples (the flow's own sample stream; advances it).
@@ -411,8 +482,11 @@ impl Flow {
     }
 }
 
-/// One chunk's log q, S, fields and gradient.
-type ChunkOut = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+/// A chunk's forward tape in either precision.
+enum AnyTape {
+    F64(Tape<f64>),
+    F32(Tape<f32>),
+}
 
 fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     rayon::ThreadPoolBuilder::new()
@@ -432,21 +506,7 @@ fn concat(parts: Vec<Samples>) -> Samples {
     out
 }
 
-fn chunk_grad<R: Real>(
-    f: &VectorField<R>,
-    action: &Action,
-    zc: &[f64],
-    weight: f64,
-    g: &mut [f64],
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let v = f.lattice.volume();
-    let mut w = f.work_for_grad(zc.len() / v);
-    let zr = to_r::<R>(zc);
-    let out = loss_and_grad(f, action, &zr, weight, g, &mut w);
-    (out.log_q, out.action, Vec::new())
-}
-
-fn chunk_forward<R: Real>(f: &VectorField<R>, action: &Action, zc: &[f64]) -> Samples {
+fn chunk_forward<R: Real>(f: &VectorField<R>, zc: &[f64]) -> Samples {
     let v = f.lattice.volume();
     let nb = zc.len() / v;
     let mut w = f.work(nb);
@@ -456,8 +516,7 @@ fn chunk_forward<R: Real>(f: &VectorField<R>, action: &Action, zc: &[f64]) -> Sa
     ode::forward(f, &zr, &mut phi, &mut nd, None, &mut w);
     let phi64: Vec<f64> = phi.iter().map(|x| x.f64()).collect();
     let log_q = (0..nb).map(|b| log_prior(&zr[b * v..(b + 1) * v]) + nd[b]).collect();
-    let act = phi64.chunks_exact(v).map(|p| action.action_one(p)).collect();
-    Samples { phi: phi64, log_q, action: act }
+    Samples { phi: phi64, log_q, action: Vec::new() }
 }
 
 fn chunk_invert<R: Real>(f: &VectorField<R>, pc: &[f64], tol: f64) -> Result<Vec<f64>> {

@@ -73,7 +73,9 @@ impl Chain {
         check_len("chain set_state: phi", phi.len(), v)?;
         crate::error::check_finite("chain set_state: phi", phi)?;
         let log_q = self.flow.log_prob(phi)?[0];
-        let action = self.flow.action.action_one(phi);
+        let mut s = [0.0];
+        self.flow.evaluate_action(phi, &mut s, None)?;
+        let action = s[0];
         if !log_q.is_finite() || !action.is_finite() {
             return Err(Error::new(Status::NonFinite, format!("chain set_state: log q = {log_q}, S = {action}")));
         }
