@@ -90,6 +90,9 @@
 // A handle was poisoned by an earlier internal panic; free it.
 #define EQFLOW_STATUS_POISONED 109
 
+// A host callback (the custom action of `eqflow_flow_set_action`) returned non-zero.
+#define EQFLOW_STATUS_CALLBACK 110
+
 // No device of the requested backend is present.
 #define EQFLOW_STATUS_NO_DEVICE 200
 
@@ -136,6 +139,15 @@ typedef struct eqflow_flow eqflow_flow;
 // 1xx caller errors, 2xx device errors, 3xx numerical errors, 9xx internal errors.
 // `eqflow_last_error_message()` then names the function and the argument at fault.
 typedef int32_t eqflow_status;
+
+// A host action: for `n_fields` fields of `volume` sites each (`phi`: n_fields·volume numbers,
+// x1 fastest), write S of each field into `action[0..n_fields]` and, when `force` is not NULL,
+// ∂S/∂φ into `force[0..n_fields·volume]`. Return 0 on success; any other value makes the
+// eqflow call that needed it fail with `EQFLOW_STATUS_CALLBACK` and change nothing.
+//
+// It is called only on the thread that called into eqflow (never from eqflow's worker
+// threads), once per batch, and never concurrently for one flow or its chains.
+typedef int32_t (*eqflow_action_fn)(void *user_data, size_t n_fields, size_t volume, const double *phi, double *action, double *force);
 
 // Counters of a chain. Set `struct_size = sizeof(eqflow_chain_stats)` before the call;
 // fields are only ever appended.
@@ -237,6 +249,16 @@ const char *eqflow_version_string(void);
 //
 // Thread safety: per thread; may be called from any thread.
 const char *eqflow_last_error_message(void);
+
+// Makes the flow train, propose and accept against a host-supplied action instead of the
+// built-in φ⁴ action (SPEC §2); `action = NULL` restores the built-in one. Chains created
+// afterwards use it too; `user_data` is passed back to every call and must stay valid while
+// the flow or any chain created from it may call it.
+//
+// # Safety
+// `flow` is a valid flow; `action`, if not NULL, is a function following the contract of
+// [`eqflow_action_fn`].
+eqflow_status eqflow_flow_set_action(struct eqflow_flow *flow, eqflow_action_fn action, void *user_data);
 
 // Creates a chain over a frozen snapshot of `flow` with its own random stream `seed`. The
 // chain has no state until the first `eqflow_chain_step` (whose first proposal is always

@@ -29,6 +29,8 @@ pub enum Status {
     OutOfMemory = 108,
     /// A handle was poisoned by an earlier panic.
     Poisoned = 109,
+    /// A host callback (a custom action) reported failure.
+    Callback = 110,
     /// No device of the requested backend is present.
     NoDevice = 200,
     /// A device call failed.

@@ -258,3 +258,14 @@ fn julia_bindings_and_example() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("example.jl: ok") && stdout.contains("caught: EQFLOW_STATUS_BAD_LENGTH"), "{stdout}");
 }
+
+#[test]
+fn c_host_action_callback() {
+    let dir = scratch("custom_action");
+    let exe = dir.join("custom_action");
+    build("cc", C_FLAGS, &[root().join("tests/c/custom_action.c")], &exe, &["-lm"]);
+    let out = run(&mut Command::new(&exe));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("custom_action: ok"), "{stdout}");
+    assert!(stdout.contains("the host action returned 3"), "{stdout}");
+}

@@ -120,6 +120,9 @@ class Flow {
         return e;
     }
     void save(const std::string &path) const { check(eqflow_flow_save(h_.get(), path.c_str())); }
+    /// Train and propose against a host action (see eqflow_action_fn; nullptr: built-in phi^4).
+    /// The callback must not throw: report failure by returning non-zero.
+    void set_action(eqflow_action_fn action, void *user_data) { check(eqflow_flow_set_action(h_.get(), action, user_data)); }
     eqflow_flow *get() const noexcept { return h_.get(); }
 
   private:

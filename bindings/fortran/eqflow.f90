@@ -19,6 +19,7 @@ module eqflow
   integer(c_int32_t), parameter :: EQFLOW_STATUS_MISMATCH = 107
   integer(c_int32_t), parameter :: EQFLOW_STATUS_OUT_OF_MEMORY = 108
   integer(c_int32_t), parameter :: EQFLOW_STATUS_POISONED = 109
+  integer(c_int32_t), parameter :: EQFLOW_STATUS_CALLBACK = 110
   integer(c_int32_t), parameter :: EQFLOW_STATUS_NO_DEVICE = 200
   integer(c_int32_t), parameter :: EQFLOW_STATUS_DEVICE = 201
   integer(c_int32_t), parameter :: EQFLOW_STATUS_NON_FINITE = 300
@@ -174,6 +175,15 @@ module eqflow
       integer(c_size_t), value :: n_samples
       real(c_double), intent(out) :: out_ess
       integer(c_int32_t) :: eqflow_flow_ess
+    end function
+    ! action: a bind(C) function (user_data, n_fields, volume, phi, action, force) returning
+    ! integer(c_int32_t), passed with c_funloc; c_null_funptr restores the built-in action
+    function eqflow_flow_set_action(flow, action, user_data) bind(C, name="eqflow_flow_set_action")
+      import :: c_ptr, c_funptr, c_int32_t
+      type(c_ptr), value :: flow
+      type(c_funptr), value :: action
+      type(c_ptr), value :: user_data
+      integer(c_int32_t) :: eqflow_flow_set_action
     end function
     function eqflow_flow_save(flow, path) bind(C, name="eqflow_flow_save")
       import :: c_ptr, c_char, c_int32_t

@@ -19,6 +19,7 @@ const EQFLOW_STATUS_BAD_FILE = Int32(106)
 const EQFLOW_STATUS_MISMATCH = Int32(107)
 const EQFLOW_STATUS_OUT_OF_MEMORY = Int32(108)
 const EQFLOW_STATUS_POISONED = Int32(109)
+const EQFLOW_STATUS_CALLBACK = Int32(110)
 const EQFLOW_STATUS_NO_DEVICE = Int32(200)
 const EQFLOW_STATUS_DEVICE = Int32(201)
 const EQFLOW_STATUS_NON_FINITE = Int32(300)
@@ -176,6 +177,12 @@ end
 
 save(f::Flow, path::AbstractString) =
     check(ccall((:eqflow_flow_save, libeqflow), Int32, (Ptr{Cvoid}, Cstring), f.ptr, path))
+
+"""Use a host action: `cfun` from `@cfunction(f, Int32, (Ptr{Cvoid}, Csize_t, Csize_t, Ptr{Cdouble},
+Ptr{Cdouble}, Ptr{Cdouble}))` following eqflow_action_fn; `C_NULL` restores the built-in one.
+Keep `cfun` and `user` alive while the flow (and its chains) may call it."""
+set_action!(f::Flow, cfun::Ptr{Cvoid}, user::Ptr{Cvoid}=C_NULL) =
+    check(ccall((:eqflow_flow_set_action, libeqflow), Int32, (Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}), f.ptr, cfun, user))
 
 """A Metropolis chain over a frozen snapshot of a flow; one task/thread at a time."""
 mutable struct Chain

@@ -194,7 +194,7 @@ pub(crate) fn config_of(p: &eqflow_flow_params) -> Result<FlowConfig> {
     Ok(c)
 }
 
-unsafe fn flow_ref<'a>(flow: *const eqflow_flow) -> Result<&'a eqflow_flow> {
+pub(crate) unsafe fn flow_ref<'a>(flow: *const eqflow_flow) -> Result<&'a eqflow_flow> {
     arg_ref(flow, "flow")
 }
 

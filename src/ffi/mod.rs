@@ -18,6 +18,7 @@
 //! - A handle used by two threads at once returns `EQFLOW_STATUS_BUSY`.
 #![allow(non_camel_case_types)]
 
+pub mod action;
 pub mod boundary;
 pub mod chain;
 pub mod context;

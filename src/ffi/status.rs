@@ -33,6 +33,8 @@ pub const EQFLOW_STATUS_MISMATCH: i32 = 107;
 pub const EQFLOW_STATUS_OUT_OF_MEMORY: i32 = 108;
 /// A handle was poisoned by an earlier internal panic; free it.
 pub const EQFLOW_STATUS_POISONED: i32 = 109;
+/// A host callback (the custom action of `eqflow_flow_set_action`) returned non-zero.
+pub const EQFLOW_STATUS_CALLBACK: i32 = 110;
 /// No device of the requested backend is present.
 pub const EQFLOW_STATUS_NO_DEVICE: i32 = 200;
 /// A device call failed.
@@ -47,7 +49,7 @@ pub const EQFLOW_STATUS_PANIC: i32 = 900;
 pub const EQFLOW_STATUS_INTERNAL: i32 = 901;
 
 /// Every status: (Rust status, C number, C name).
-pub(crate) const TABLE: [(Status, i32, &std::ffi::CStr); 17] = [
+pub(crate) const TABLE: [(Status, i32, &std::ffi::CStr); 18] = [
     (Status::Ok, EQFLOW_STATUS_OK, c"EQFLOW_STATUS_OK"),
     (Status::InvalidArgument, EQFLOW_STATUS_INVALID_ARGUMENT, c"EQFLOW_STATUS_INVALID_ARGUMENT"),
     (Status::NullPointer, EQFLOW_STATUS_NULL_POINTER, c"EQFLOW_STATUS_NULL_POINTER"),
@@ -59,6 +61,7 @@ pub(crate) const TABLE: [(Status, i32, &std::ffi::CStr); 17] = [
     (Status::Mismatch, EQFLOW_STATUS_MISMATCH, c"EQFLOW_STATUS_MISMATCH"),
     (Status::OutOfMemory, EQFLOW_STATUS_OUT_OF_MEMORY, c"EQFLOW_STATUS_OUT_OF_MEMORY"),
     (Status::Poisoned, EQFLOW_STATUS_POISONED, c"EQFLOW_STATUS_POISONED"),
+    (Status::Callback, EQFLOW_STATUS_CALLBACK, c"EQFLOW_STATUS_CALLBACK"),
     (Status::NoDevice, EQFLOW_STATUS_NO_DEVICE, c"EQFLOW_STATUS_NO_DEVICE"),
     (Status::Device, EQFLOW_STATUS_DEVICE, c"EQFLOW_STATUS_DEVICE"),
     (Status::NonFinite, EQFLOW_STATUS_NON_FINITE, c"EQFLOW_STATUS_NON_FINITE"),

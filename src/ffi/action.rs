@@ -1,0 +1,78 @@
+//! A host-supplied action: lattice codes with their own conventions train the flow against
+//! their own S and ∂S/∂φ, given as a C callback.
+
+use super::boundary::{boundary, lock};
+use super::flow::{eqflow_flow, flow_ref};
+use super::status::eqflow_status;
+use crate::error::{Error, Result, Status};
+use crate::flow::CustomAction;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+/// A host action: for `n_fields` fields of `volume` sites each (`phi`: n_fields·volume numbers,
+/// x1 fastest), write S of each field into `action[0..n_fields]` and, when `force` is not NULL,
+/// ∂S/∂φ into `force[0..n_fields·volume]`. Return 0 on success; any other value makes the
+/// eqflow call that needed it fail with `EQFLOW_STATUS_CALLBACK` and change nothing.
+///
+/// It is called only on the thread that called into eqflow (never from eqflow's worker
+/// threads), once per batch, and never concurrently for one flow or its chains.
+pub type eqflow_action_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        n_fields: usize,
+        volume: usize,
+        phi: *const f64,
+        action: *mut f64,
+        force: *mut f64,
+    ) -> i32,
+>;
+
+struct HostAction {
+    f: unsafe extern "C" fn(*mut c_void, usize, usize, *const f64, *mut f64, *mut f64) -> i32,
+    user: *mut c_void,
+    volume: usize,
+}
+
+// SAFETY: the callback and its user data are only used on the thread that called into eqflow
+// (the flow evaluates the action between its parallel sections, on the calling thread), and
+// a flow or chain handle is used by one thread at a time (BUSY otherwise), as documented.
+unsafe impl Send for HostAction {}
+unsafe impl Sync for HostAction {}
+
+impl CustomAction for HostAction {
+    fn evaluate(&self, phi: &[f64], action: &mut [f64], force: Option<&mut [f64]>) -> Result<()> {
+        let n = action.len();
+        let fp = force.map_or(std::ptr::null_mut(), |f| f.as_mut_ptr());
+        // SAFETY: phi holds n·volume numbers, action n, force (if not NULL) n·volume.
+        let rc = unsafe { (self.f)(self.user, n, self.volume, phi.as_ptr(), action.as_mut_ptr(), fp) };
+        if rc != 0 {
+            return Err(Error::new(Status::Callback, format!("the host action returned {rc}")));
+        }
+        Ok(())
+    }
+}
+
+/// Makes the flow train, propose and accept against a host-supplied action instead of the
+/// built-in φ⁴ action (SPEC §2); `action = NULL` restores the built-in one. Chains created
+/// afterwards use it too; `user_data` is passed back to every call and must stay valid while
+/// the flow or any chain created from it may call it.
+///
+/// # Safety
+/// `flow` is a valid flow; `action`, if not NULL, is a function following the contract of
+/// [`eqflow_action_fn`].
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_set_action(
+    flow: *mut eqflow_flow,
+    action: eqflow_action_fn,
+    user_data: *mut c_void,
+) -> eqflow_status {
+    boundary("eqflow_flow_set_action", || {
+        let f = flow_ref(flow)?;
+        let mut g = lock(&f.inner, "flow")?;
+        let volume = g.volume();
+        g.set_custom_action(
+            action.map(|f| Arc::new(HostAction { f, user: user_data, volume }) as Arc<dyn CustomAction>),
+        );
+        Ok(())
+    })
+}
