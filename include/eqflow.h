@@ -135,6 +135,12 @@ typedef struct eqflow_context eqflow_context;
 // the flow is poisoned: later calls return `EQFLOW_STATUS_POISONED` (109); free it.
 typedef struct eqflow_flow eqflow_flow;
 
+// An HMC chain for the φ⁴ action (leapfrog, exact accept/reject), the independent reference
+// for flow chains.
+//
+// Thread safety: one thread at a time (a concurrent call returns `EQFLOW_STATUS_BUSY`).
+typedef struct eqflow_hmc eqflow_hmc;
+
 // The return type of every fallible function: 0 (`EQFLOW_STATUS_OK`) on success,
 // 1xx caller errors, 2xx device errors, 3xx numerical errors, 9xx internal errors.
 // `eqflow_last_error_message()` then names the function and the argument at fault.
@@ -226,6 +232,58 @@ typedef struct eqflow_train_stats {
   // Wall-clock seconds of this call.
   double seconds;
 } eqflow_train_stats;
+
+// Parameters of `eqflow_hmc_new`. Initialise with `eqflow_hmc_params_init`; fields are only
+// ever appended.
+typedef struct eqflow_hmc_params {
+  // `sizeof(eqflow_hmc_params)` as compiled by the caller.
+  size_t struct_size;
+  // Lattice side L (default 8).
+  int32_t lattice_size;
+  // Bare mass squared m² (default −4).
+  double m2;
+  // Quartic coupling λ (default 6.008, the L = 8 preset).
+  double lambda;
+  // Leapfrog step size (default 0.1).
+  double step_size;
+  // Leapfrog steps per trajectory (default 10).
+  int32_t n_leapfrog;
+  // Seed of the momenta and accept/reject stream.
+  uint64_t seed;
+} eqflow_hmc_params;
+
+// Observables of a chain (SPEC §6), each with its error: Γ-method (Wolff) for primary and
+// derived means, binned jackknife for the effective mass. Set `struct_size` before the call.
+typedef struct eqflow_observables {
+  // `sizeof(eqflow_observables)` as compiled by the caller.
+  size_t struct_size;
+  // Configurations used.
+  uint64_t n;
+  // ⟨|M|⟩.
+  double abs_m;
+  // Its error.
+  double abs_m_err;
+  // χ2 = V(⟨M²⟩ − ⟨M⟩²).
+  double chi2;
+  // Its error.
+  double chi2_err;
+  // L·m_p (m_p: mean of the effective masses m_p(t), t = 1..L/2).
+  double l_m_p;
+  // Its error.
+  double l_m_p_err;
+  // ξ = 1/m_p.
+  double xi;
+  // Its error.
+  double xi_err;
+  // Binder cumulant U = 1 − ⟨M⁴⟩/(3⟨M²⟩²).
+  double binder;
+  // Its error.
+  double binder_err;
+  // Integrated autocorrelation time of |M| (½ for independent data).
+  double tau_int_abs_m;
+  // Integrated autocorrelation time of χ2.
+  double tau_int_chi2;
+} eqflow_observables;
 
 #ifdef __cplusplus
 extern "C" {
@@ -413,6 +471,51 @@ eqflow_status eqflow_flow_save(const struct eqflow_flow *flow, const char *path)
 // # Safety
 // `ctx` is a valid context; `path` a NUL-terminated string; `out` writable storage.
 eqflow_status eqflow_flow_load(const struct eqflow_context *ctx, const char *path, struct eqflow_flow **out);
+
+// Fills `*p` with defaults and sets `p->struct_size = struct_size`. NULL is a no-op.
+//
+// # Safety
+// `p` is NULL or points to `struct_size` writable bytes.
+void eqflow_hmc_params_init(struct eqflow_hmc_params *p, size_t struct_size);
+
+// Creates an HMC chain starting from `initial` (V numbers), or from φ = 0 when `initial` is
+// NULL with `initial_len` 0. On success `*out` holds a chain for `eqflow_hmc_free`.
+//
+// # Safety
+// `p` points to an initialised `eqflow_hmc_params`; `initial` to `initial_len` doubles or NULL.
+eqflow_status eqflow_hmc_new(const struct eqflow_hmc_params *p, const double *initial, size_t initial_len, struct eqflow_hmc **out);
+
+// Frees an HMC chain; NULL is a no-op.
+//
+// # Safety
+// `hmc` is NULL or a chain from `eqflow_hmc_new` not freed before and not in use.
+void eqflow_hmc_free(struct eqflow_hmc *hmc);
+
+// Runs `n` trajectories. Optional outputs: the state after each (`phi_out`, n·V), the accept
+// flags (`accepted`, n) and the acceptance rate of all trajectories so far.
+//
+// # Safety
+// `hmc` is a valid chain; each non-NULL output points to as many elements as its length says.
+eqflow_status eqflow_hmc_run(struct eqflow_hmc *hmc, size_t n, double *phi_out, size_t phi_out_len, uint8_t *accepted, size_t accepted_len, double *out_acceptance);
+
+// Copies the current state (V numbers) into `phi`.
+//
+// # Safety
+// `hmc` is a valid chain; `phi` points to `phi_len` writable doubles.
+eqflow_status eqflow_hmc_state(const struct eqflow_hmc *hmc, double *phi, size_t phi_len);
+
+// Replaces the current state by `phi` (V finite numbers).
+//
+// # Safety
+// `hmc` is a valid chain; `phi` points to `phi_len` doubles.
+eqflow_status eqflow_hmc_set_state(struct eqflow_hmc *hmc, const double *phi, size_t phi_len);
+
+// Observables with errors of a chain of `n` ≥ 10 consecutive configurations (`phi`, n·V,
+// V = L²) on an L × L lattice, into `*out`.
+//
+// # Safety
+// `phi` points to `phi_len` doubles; `out` to an `eqflow_observables` whose `struct_size` is set.
+eqflow_status eqflow_observables_compute(int32_t lattice_size, const double *phi, size_t phi_len, struct eqflow_observables *out);
 
 // The name of a status code as a static NUL-terminated string, e.g. "EQFLOW_STATUS_BUSY";
 // "EQFLOW_STATUS_UNKNOWN" for a number this library does not know. Never NULL.

@@ -269,3 +269,14 @@ fn c_host_action_callback() {
     assert!(stdout.contains("custom_action: ok"), "{stdout}");
     assert!(stdout.contains("the host action returned 3"), "{stdout}");
 }
+
+#[test]
+fn c_hmc_and_observables() {
+    let dir = scratch("hmc_observables");
+    let exe = dir.join("hmc_observables");
+    build("cc", C_FLAGS, &[root().join("tests/c/hmc_observables.c")], &exe, &["-lm"]);
+    let out = run(&mut Command::new(&exe));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("hmc_observables: ok"), "{stdout}");
+}

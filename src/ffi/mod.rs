@@ -23,6 +23,7 @@ pub mod boundary;
 pub mod chain;
 pub mod context;
 pub mod flow;
+pub mod hmc;
 pub mod status;
 
 #[cfg(test)]
