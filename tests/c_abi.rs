@@ -280,3 +280,14 @@ fn c_hmc_and_observables() {
     eprintln!("{stdout}");
     assert!(stdout.contains("hmc_observables: ok"), "{stdout}");
 }
+
+#[test]
+fn c_two_threads_on_one_flow_get_busy() {
+    let dir = scratch("threads");
+    let exe = dir.join("threads");
+    build("cc", C_FLAGS, &[root().join("tests/c/threads.c")], &exe, &["-lm", "-pthread"]);
+    let out = run(&mut Command::new(&exe));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("threads: ok"), "{stdout}");
+}
