@@ -9,6 +9,12 @@ fn main() {
     let mut cfg = FlowConfig::new(l, -4.0, 6.975);
     cfg.arch = Architecture::preset(arch).unwrap();
     cfg.precision = prec;
+    cfg.conv = match args.get(5).map(|s| s.as_str()) {
+        Some("fft") => eqflow::flow::conv::ConvMethod::Fft,
+        Some("orbit") => eqflow::flow::conv::ConvMethod::Orbit,
+        Some("dense") => eqflow::flow::conv::ConvMethod::Dense,
+        _ => eqflow::flow::conv::ConvMethod::Auto,
+    };
     let mut f = Flow::new(cfg, threads).unwrap();
     f.train_step().unwrap();
     let t = Instant::now();
