@@ -48,46 +48,62 @@ fn main() {
     // continuous ODE, so the coarse flow is a good start for the fine one at a third of the cost
     let coarse = take("--coarse-fraction", 0.6);
     let threads = take("--threads", 0.0) as usize;
+    // with --load 1, skip training and use out/flow_L*.safetensors from an earlier run
+    let load = take("--load", 0.0) > 0.0;
+    // HMC is cheap per trajectory at small L: cap what it keeps in memory
+    let hmc_cap = take("--hmc-max", 2e6) as usize;
     let out_dir = std::path::PathBuf::from(std::env::var("EQFLOW_OUT").unwrap_or_else(|_| "out".into()));
     std::fs::create_dir_all(&out_dir).unwrap();
     let sizes: Vec<usize> =
         if args.is_empty() { vec![6, 12] } else { args.iter().map(|a| a.parse().expect("L")).collect() };
     let mut out = String::new();
-    out += "| L | sampler | train min | ESS | acceptance | χ2 | L·m_p | τ_int |M| | τ_int χ2 | wall s | paper χ2 | paper L·m_p | paper acc | paper ESS |\n";
-    out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    out += "| L | sampler | train min | ESS | acceptance | n | χ2 | L·m_p | τ_int |M| | τ_int χ2 | wall s | indep. samples/s | paper χ2 | paper L·m_p | paper acc | paper ESS |\n";
+    out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for &l in &sizes {
         let c = Couplings::preset(l).expect("preset L");
         let mut cfg = FlowConfig::new(l, c.m2, c.lambda);
         cfg.seed = 1;
-        let mut flow = Flow::new(cfg, threads).unwrap();
-        let fine_steps = flow.config.arch.ode_steps;
-        flow.set_ode_steps(fine_steps / 3).unwrap();
-        let t0 = Instant::now();
-        let mut step = 0;
-        let mut csv = String::from("step,seconds,ode_steps,loss,batch_ess,fresh_ess\n");
-        let mut last_eval = f64::NEG_INFINITY;
-        while t0.elapsed().as_secs_f64() < minutes * 60.0 {
-            let secs = t0.elapsed().as_secs_f64();
-            if secs > coarse * minutes * 60.0 && flow.config.arch.ode_steps != fine_steps {
-                flow.set_ode_steps(fine_steps).unwrap();
+        let flow_path = out_dir.join(format!("flow_L{l}.safetensors"));
+        let (mut flow, train_min) = if load {
+            let f = eqflow::io::load(&flow_path, threads).unwrap();
+            let m = std::fs::read_to_string(out_dir.join(format!("train_L{l}.csv")))
+                .ok()
+                .and_then(|c| c.lines().last().and_then(|x| x.split(',').nth(1)).and_then(|x| x.parse::<f64>().ok()))
+                .map_or(f64::NAN, |secs| secs / 60.0);
+            (f, m)
+        } else {
+            let mut flow = Flow::new(cfg, threads).unwrap();
+            let fine_steps = flow.config.arch.ode_steps;
+            flow.set_ode_steps(fine_steps / 3).unwrap();
+            let t0 = Instant::now();
+            let mut step = 0;
+            let mut csv = String::from("step,seconds,ode_steps,loss,batch_ess,fresh_ess\n");
+            let mut last_eval = f64::NEG_INFINITY;
+            while t0.elapsed().as_secs_f64() < minutes * 60.0 {
+                let secs = t0.elapsed().as_secs_f64();
+                if secs > coarse * minutes * 60.0 && flow.config.arch.ode_steps != fine_steps {
+                    flow.set_ode_steps(fine_steps).unwrap();
+                }
+                let s = flow.train_step().unwrap();
+                step += 1;
+                let mut fresh = String::new();
+                if secs - last_eval > minutes * 6.0 {
+                    last_eval = secs;
+                    let e = flow.ess(500).unwrap();
+                    fresh = format!("{e}");
+                    eprintln!("L={l} step {step} loss {:.4} batch ESS {:.3} fresh ESS {e:.3} ({secs:.0} s)", s.loss, s.ess);
+                }
+                csv += &format!("{step},{secs},{},{},{},{fresh}\n", flow.config.arch.ode_steps, s.loss, s.ess);
             }
-            let s = flow.train_step().unwrap();
-            step += 1;
-            let mut fresh = String::new();
-            if secs - last_eval > minutes * 6.0 {
-                last_eval = secs;
-                let e = flow.ess(500).unwrap();
-                fresh = format!("{e}");
-                eprintln!("L={l} step {step} loss {:.4} batch ESS {:.3} fresh ESS {e:.3} ({secs:.0} s)", s.loss, s.ess);
-            }
-            csv += &format!("{step},{secs},{},{},{},{fresh}\n", flow.config.arch.ode_steps, s.loss, s.ess);
-        }
-        flow.set_ode_steps(fine_steps).unwrap();
-        std::fs::write(out_dir.join(format!("train_L{l}.csv")), &csv).unwrap();
-        eqflow::io::save(&flow, &out_dir.join(format!("flow_L{l}.safetensors"))).unwrap();
-        let train_min = t0.elapsed().as_secs_f64() / 60.0;
+            flow.set_ode_steps(fine_steps).unwrap();
+            std::fs::write(out_dir.join(format!("train_L{l}.csv")), &csv).unwrap();
+            eqflow::io::save(&flow, &flow_path).unwrap();
+            let train_min = t0.elapsed().as_secs_f64() / 60.0;
+            eprintln!("L={l}: trained {step} steps in {train_min:.1} min");
+            (flow, train_min)
+        };
         let ess = flow.ess(4000).unwrap();
-        eprintln!("L={l}: trained {step} steps in {train_min:.1} min, ESS {ess:.3}");
+        eprintln!("L={l}: ESS {ess:.3} on 4000 fresh samples");
 
         let t1 = Instant::now();
         let mut chain = Chain::new(&flow, 7);
@@ -112,7 +128,7 @@ fn main() {
         }
         let mut hm = Measurements::new(l).unwrap();
         let (p0, a0) = (hmc.proposed(), hmc.accepted());
-        while t2.elapsed().as_secs_f64() < flow_secs || hm.len() < 1000 {
+        while (t2.elapsed().as_secs_f64() < flow_secs && hm.len() < hmc_cap) || hm.len() < 1000 {
             hmc.trajectory().unwrap();
             hm.push(hmc.state()).unwrap();
         }
@@ -128,19 +144,22 @@ fn main() {
         for r in [flow_row, hmc_row] {
             let p =
                 |f: fn(&(usize, f64, f64, f64, f64)) -> f64| paper.map(|x| format!("{}", f(&x))).unwrap_or("–".into());
+            let indep = r.s.n as f64 / (2.0 * r.s.tau_int_abs_m) / r.secs;
             out += &format!(
-                "| {l} | {} | {} | {} | {:.3} | {:.3}({:.0}) | {:.3}({:.0}) | {:.2} | {:.2} | {:.0} | {} | {} | {}% | {}% |\n",
+                "| {l} | {} | {} | {} | {:.3} | {} | {:.4} ± {:.4} | {:.3} ± {:.3} | {:.2} | {:.2} | {:.0} | {:.0} | {} | {} | {}% | {}% |\n",
                 r.sampler,
                 if r.sampler == "flow" { format!("{train_min:.1}") } else { "–".into() },
                 if r.ess.is_nan() { "–".into() } else { format!("{:.3}", r.ess) },
                 r.acc,
+                r.s.n,
                 r.s.chi2.value,
-                r.s.chi2.error * 1e3,
+                r.s.chi2.error,
                 r.s.l_m_p.value,
-                r.s.l_m_p.error * 1e3,
+                r.s.l_m_p.error,
                 r.s.tau_int_abs_m,
                 r.s.tau_int_chi2,
                 r.secs,
+                indep,
                 p(|x| x.1),
                 p(|x| x.2),
                 p(|x| x.3),
@@ -150,5 +169,6 @@ fn main() {
         eprintln!("{out}");
     }
     println!("{out}");
-    println!("(errors in parentheses apply to the last digits shown; HMC ran for the flow chain's wall time)");
+    println!("(HMC ran for the flow chain's wall time, or until it had --hmc-max configurations;");
+    println!(" independent samples/s = n / (2 τ_int(|M|)) / wall time)");
 }
