@@ -17,11 +17,21 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |k| k / 1024.0)
 }
 
+/// CPU seconds used by this process so far (user + system, all threads): on a loaded
+/// machine, with one worker thread, this is close to what an idle machine's wall clock shows.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes a plain struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
 fn arg(args: &[String], flag: &str, default: &str) -> String {
     args.iter().position(|a| a == flag).map(|i| args[i + 1].clone()).unwrap_or_else(|| default.to_string())
 }
 
-/// One configuration: prints "s_per_step samples_per_s peak_mib".
+/// One configuration: prints "s_per_step samples_per_s peak_mib cpu_s_per_step cpu_samples_per_s".
 fn child(l: usize, preset: &str, prec: &str, batch: usize, threads: usize) {
     let c = eqflow::Couplings::preset(l).unwrap_or(eqflow::Couplings { m2: -4.0, lambda: 5.0 });
     let mut cfg = FlowConfig::new(l, c.m2, c.lambda);
@@ -33,11 +43,12 @@ fn child(l: usize, preset: &str, prec: &str, batch: usize, threads: usize) {
     let mut f = Flow::new(cfg, threads).unwrap();
     f.train_step().unwrap(); // warm-up, and W ≠ 0
     let steps = if l <= 12 { 3 } else { 1 };
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_seconds());
     for _ in 0..steps {
         f.train_step().unwrap();
     }
     let step = t.elapsed().as_secs_f64() / steps as f64;
+    let cpu_step = (cpu_seconds() - c) / steps as f64;
     let n = if l <= 12 {
         800
     } else if l <= 32 {
@@ -45,10 +56,11 @@ fn child(l: usize, preset: &str, prec: &str, batch: usize, threads: usize) {
     } else {
         16
     };
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_seconds());
     f.sample(n).unwrap();
     let sps = n as f64 / t.elapsed().as_secs_f64();
-    println!("{step} {sps} {}", peak_rss_mib());
+    let cpu_sps = n as f64 / (cpu_seconds() - c);
+    println!("{step} {sps} {} {cpu_step} {cpu_sps}", peak_rss_mib());
 }
 
 fn main() {
@@ -63,8 +75,8 @@ fn main() {
     let batch: usize = arg(&args, "--batch", "100").parse().unwrap();
     let threads: usize = arg(&args, "--threads", "2").parse().unwrap();
     println!("batch {batch}, {threads} threads, N_t per preset (seed 54, refined 50); samples include log q (f64 accumulation)");
-    println!("| L | preset | precision | s / training step | samples with log q / s | peak MiB |");
-    println!("|---|---|---|---|---|---|");
+    println!("| L | preset | precision | s / training step | samples with log q / s | peak MiB | CPU s / step | samples / CPU s |");
+    println!("|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().unwrap();
     for &l in &sizes {
         for preset in presets.split(',') {
@@ -75,8 +87,8 @@ fn main() {
                     .expect("child");
                 let s = String::from_utf8_lossy(&out.stdout);
                 let v: Vec<f64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-                if v.len() == 3 {
-                    println!("| {l} | {preset} | {prec} | {:.3} | {:.1} | {:.0} |", v[0], v[1], v[2]);
+                if v.len() == 5 {
+                    println!("| {l} | {preset} | {prec} | {:.3} | {:.1} | {:.0} | {:.3} | {:.1} |", v[0], v[1], v[2], v[3], v[4]);
                 } else {
                     println!(
                         "| {l} | {preset} | {prec} | failed: {} | | |",
