@@ -88,7 +88,10 @@ fn main() {
                 let s = String::from_utf8_lossy(&out.stdout);
                 let v: Vec<f64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
                 if v.len() == 5 {
-                    println!("| {l} | {preset} | {prec} | {:.3} | {:.1} | {:.0} | {:.3} | {:.1} |", v[0], v[1], v[2], v[3], v[4]);
+                    println!(
+                        "| {l} | {preset} | {prec} | {:.3} | {:.1} | {:.0} | {:.3} | {:.1} |",
+                        v[0], v[1], v[2], v[3], v[4]
+                    );
                 } else {
                     println!(
                         "| {l} | {preset} | {prec} | failed: {} | | |",

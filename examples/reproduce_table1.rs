@@ -91,7 +91,10 @@ fn main() {
                     last_eval = secs;
                     let e = flow.ess(500).unwrap();
                     fresh = format!("{e}");
-                    eprintln!("L={l} step {step} loss {:.4} batch ESS {:.3} fresh ESS {e:.3} ({secs:.0} s)", s.loss, s.ess);
+                    eprintln!(
+                        "L={l} step {step} loss {:.4} batch ESS {:.3} fresh ESS {e:.3} ({secs:.0} s)",
+                        s.loss, s.ess
+                    );
                 }
                 csv += &format!("{step},{secs},{},{},{},{fresh}\n", flow.config.arch.ode_steps, s.loss, s.ess);
             }
