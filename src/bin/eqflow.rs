@@ -46,7 +46,7 @@ struct Theory {
     #[arg(long, allow_hyphen_values = true)]
     m2: Option<f64>,
     /// Quartic coupling.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     lambda: Option<f64>,
 }
 
@@ -72,8 +72,9 @@ struct TrainArgs {
     /// Architecture preset: seed or refined.
     #[arg(long, default_value = "seed")]
     arch: String,
-    /// Compute precision: f64 or f32.
-    #[arg(long, default_value = "f64")]
+    /// Compute precision of training: f32 (default, faster) or f64. Proposals, log q and S
+    /// are always computed in f64.
+    #[arg(long, default_value = "f32")]
     precision: String,
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
@@ -214,7 +215,7 @@ fn train(a: TrainArgs) -> Res<serde_json::Value> {
     let mut last = None;
     let first_step = flow.steps_done;
     eprintln!(
-        "training L = {}, m2 = {}, lambda = {} ({} parameters, batch {}, {:?})",
+        "training L = {}, m2 = {}, lambda = {} ({} parameters, batch {}, {:?} compute)",
         flow.lattice.size(),
         flow.action.couplings.m2,
         flow.action.couplings.lambda,
