@@ -101,13 +101,7 @@ impl<R: Real> DenseConv<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::conv::direct;
-
-    fn noise(n: usize, seed: u64) -> Vec<f64> {
-        let mut x = vec![0.0; n];
-        crate::rng::Rng::new(seed, crate::rng::Stream::Init, 99).fill_normal(&mut x);
-        x
-    }
+    use crate::flow::conv::direct::{self, noise};
 
     #[test]
     fn dense_equals_direct_sum() {

@@ -1,5 +1,13 @@
 //! The direct O(V² n_c) sums: the oracle the fast convolutions are tested against.
 
+/// Gaussian test data of length n (shared by the convolution tests).
+#[cfg(test)]
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<f64> {
+    let mut x = vec![0.0; n];
+    crate::rng::Rng::new(seed, crate::rng::Stream::Init, 99).fill_normal(&mut x);
+    x
+}
+
 /// out[b][x] = Σ_c Σ_y W[c][(x − y) mod L] g[b][c][y].
 pub fn forward(l: usize, n_c: usize, wt: &[f64], g: &[f64], out: &mut [f64]) {
     let v = l * l;

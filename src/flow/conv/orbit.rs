@@ -187,7 +187,7 @@ impl<R: Real> OrbitConv<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::conv::direct;
+    use crate::flow::conv::direct::{self, noise};
     use crate::lattice::Lattice;
 
     #[test]
@@ -198,13 +198,10 @@ mod tests {
             let v = l * l;
             let orbit_of = if full { lat.displacement_orbits() } else { (0..v).collect() };
             let n_orb = orbit_of.iter().max().unwrap() + 1;
-            let mut wo = vec![0.0; n_orb * n_c];
-            crate::rng::Rng::new(1, crate::rng::Stream::Init, 7).fill_normal(&mut wo);
+            let wo = noise(n_orb * n_c, 1);
             let wt: Vec<f64> = (0..n_c * v).map(|i| wo[orbit_of[i % v] * n_c + i / v]).collect();
-            let mut g = vec![0.0; nb * n_c * v];
-            crate::rng::Rng::new(2, crate::rng::Stream::Init, 7).fill_normal(&mut g);
-            let mut kbar = vec![0.0; nb * v];
-            crate::rng::Rng::new(3, crate::rng::Stream::Init, 7).fill_normal(&mut kbar);
+            let g = noise(nb * n_c * v, 2);
+            let kbar = noise(nb * v, 3);
             let p = OrbitConv::<f64>::new(l, n_c, &orbit_of);
             let k = p.prepare(&wt);
             let mut s = p.scratch(nb);
