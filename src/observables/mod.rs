@@ -256,6 +256,12 @@ fn check_primaries(what: &str, series: &[&[f64]]) -> Result<usize> {
 /// is NaN (value, error and τ_int) rather than an error, so one undefined quantity does not
 /// hide the others. Errors: no series, unequal lengths, fewer than 2 points, non-finite data.
 pub fn gamma_method_derived(series: &[&[f64]], f: &dyn Fn(&[f64]) -> f64) -> Result<Estimate> {
+    Ok(derived_with_gradient(series, f)?.0)
+}
+
+/// [`gamma_method_derived`] that also returns the gradient ∂f/∂A_α it used (NaN-filled
+/// where the estimate is NaN).
+pub(crate) fn derived_with_gradient(series: &[&[f64]], f: &dyn Fn(&[f64]) -> f64) -> Result<(Estimate, Vec<f64>)> {
     let n = check_primaries("gamma_method_derived", series)?;
     let nf = n as f64;
     let (means, devs): (Vec<f64>, Vec<Vec<f64>>) = series.iter().map(|s| mean_and_deviations(s)).unzip();
@@ -275,11 +281,11 @@ pub fn gamma_method_derived(series: &[&[f64]], f: &dyn Fn(&[f64]) -> f64) -> Res
     }
     if !value.is_finite() || grad.iter().any(|g| !g.is_finite()) {
         let nan = f64::NAN;
-        return Ok(Estimate { value: nan, error: nan, tau_int: nan, tau_int_error: nan, window: 0 });
+        return Ok((Estimate { value: nan, error: nan, tau_int: nan, tau_int_error: nan, window: 0 }, grad));
     }
     let projected: Vec<f64> =
         (0..n).map(|i| grad.iter().zip(&devs).map(|(g, dev)| if *g == 0.0 { 0.0 } else { g * dev[i] }).sum()).collect();
-    Ok(gamma_analysis(value, &projected))
+    Ok((gamma_analysis(value, &projected), grad))
 }
 
 // ---------------------------------------------------------------------------------------------

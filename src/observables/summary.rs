@@ -1,6 +1,11 @@
 //! The analysis of a chain: estimates with Γ-method and jackknife errors (SPEC §6).
 
+use super::measurements::{P_ABS_M, P_CT, P_M, P_M2, P_M4};
 use super::*;
+
+fn one() -> usize {
+    1
+}
 
 // ---------------------------------------------------------------------------------------------
 // Chain analysis
@@ -46,6 +51,13 @@ pub struct ChainSummary {
     pub bin_size: usize,
     /// The number of jackknife bins.
     pub n_bins: usize,
+    /// Configurations per stored record (1 unless the chain outgrew the record bound; then
+    /// Γ-method windows count records, while τ_int is always in configurations).
+    #[serde(default = "one")]
+    pub record_size: usize,
+    /// Configurations measured, including an incomplete last record not analysed.
+    #[serde(default)]
+    pub n_measured: u64,
 }
 
 /// G̃ at any t from its values at t = 0..=⌊L/2⌋, by periodicity and reflection.
@@ -93,28 +105,45 @@ fn bin_size_for(n: usize, tau_int: f64) -> usize {
 /// Errors: fewer than [`MIN_CONFIGURATIONS`] configurations.
 pub fn summarize(m: &Measurements) -> Result<ChainSummary> {
     let n = m.len();
-    if n < MIN_CONFIGURATIONS {
+    let n_rec = m.n_records();
+    if n_rec < MIN_CONFIGURATIONS {
         return Err(Error::invalid(format!(
-            "summarize: {n} configurations measured; at least {MIN_CONFIGURATIONS} are needed for errors"
+            "summarize: {} configurations measured ({n_rec} complete records); at least {MIN_CONFIGURATIONS} are needed for errors",
+            m.n_measured()
         )));
     }
     let l = m.l();
     let v = (l * l) as f64;
     let half = l / 2;
+    let record = m.record_size();
+    // a Γ-method estimate over the records of the primaries `prims`, with τ_int (and its
+    // error) converted to configurations when records hold several: τ = N σ² / (2 Var_config)
+    let estimate = |prims: &[usize], f: &dyn Fn(&[f64]) -> f64| -> Result<(Estimate, f64)> {
+        let series: Vec<&[f64]> = prims.iter().map(|&k| m.primary(k)).collect();
+        let (mut e, grad) = derived_with_gradient(&series, f)?;
+        let tau_records = e.tau_int;
+        if record > 1 && e.error.is_finite() {
+            let g: Vec<(usize, f64)> = prims.iter().copied().zip(grad).collect();
+            let var = m.projected_variance(&g);
+            let tau = if var > 0.0 { n as f64 * e.error * e.error / (2.0 * var) } else { 0.5 };
+            e.tau_int_error *= tau / e.tau_int;
+            e.tau_int = tau;
+        }
+        Ok((e, tau_records))
+    };
+    let ct = |t: usize| P_CT + t;
 
-    let mag = gamma_method(m.m())?;
-    let abs_m = gamma_method(m.abs_m())?;
-    let chi2 = gamma_method_derived(&[m.m(), m.m2()], &|a| v * (a[1] - a[0] * a[0]))?;
-    let g = (0..=half)
-        .map(|t| gamma_method_derived(&[m.m(), m.ctilde(t)], &|a| a[1] - a[0] * a[0]))
-        .collect::<Result<Vec<_>>>()?;
-    let binder = gamma_method_derived(&[m.m2(), m.m4()], &|a| 1.0 - a[1] / (3.0 * a[0] * a[0]))?;
+    let (mag, _) = estimate(&[P_M], &|a| a[0])?;
+    let (abs_m, abs_m_tau_records) = estimate(&[P_ABS_M], &|a| a[0])?;
+    let (chi2, _) = estimate(&[P_M, P_M2], &|a| v * (a[1] - a[0] * a[0]))?;
+    let g = (0..=half).map(|t| Ok(estimate(&[P_M, ct(t)], &|a| a[1] - a[0] * a[0])?.0)).collect::<Result<Vec<_>>>()?;
+    let (binder, _) = estimate(&[P_M2, P_M4], &|a| 1.0 - a[1] / (3.0 * a[0] * a[0]))?;
 
-    // the m_p family from one jackknife over [M, C̃(0), …, C̃(⌊L/2⌋)]
+    // the m_p family from one jackknife over [M, C̃(0), …, C̃(⌊L/2⌋)] (bins of records)
     let plateau_start = ((l as f64 / 6.0).round() as usize).clamp(1, half);
     let mut series: Vec<&[f64]> = vec![m.m()];
     series.extend((0..=half).map(|t| m.ctilde(t)));
-    let bin_size = bin_size_for(n, abs_m.tau_int);
+    let bin_records = bin_size_for(n_rec, abs_m_tau_records);
     let n_out = half + 4;
     let mp_family = |a: &[f64], out: &mut [f64]| {
         let g: Vec<f64> = a[1..].iter().map(|c| c - a[0] * a[0]).collect();
@@ -128,7 +157,8 @@ pub fn summarize(m: &Measurements) -> Result<ChainSummary> {
         out[half + 2] = l as f64 * headline;
         out[half + 3] = 1.0 / headline;
     };
-    let jk = jackknife_multi("summarize", &series, bin_size, n_out, &mp_family)?;
+    let jk = jackknife_multi("summarize", &series, bin_records, n_out, &mp_family)?;
+    let bin_size = bin_records * record;
 
     Ok(ChainSummary {
         l,
@@ -147,7 +177,9 @@ pub fn summarize(m: &Measurements) -> Result<ChainSummary> {
         xi: jk[half + 3],
         binder,
         bin_size,
-        n_bins: n / bin_size,
+        n_bins: n_rec / bin_records,
+        record_size: record,
+        n_measured: m.n_measured(),
     })
 }
 
@@ -368,5 +400,41 @@ mod tests {
         let c = summarize(&short).unwrap();
         assert_eq!((c.chi2.value, c.chi2.error), (0.0, 0.0));
         assert!(c.m_p.value.is_nan());
+    }
+
+    #[test]
+    fn binned_records_give_the_unbinned_analysis() {
+        // AR(1) fields (a = 0.9 on every site): τ_int of M is 9.5 configurations
+        let (l, n, a) = (4, 40_000, 0.9);
+        let v = l * l;
+        let mut exact = Measurements::new(l).unwrap();
+        let mut binned = Measurements::with_max_records(l, 512).unwrap();
+        let mut phi = vec![0.0; v];
+        let mut xi = vec![0.0; v];
+        for i in 0..n {
+            Rng::new(21, Stream::Sample, i as u64).fill_normal(&mut xi);
+            for (p, x) in phi.iter_mut().zip(&xi) {
+                *p = if i == 0 { *x } else { a * *p + (1.0f64 - a * a).sqrt() * x };
+            }
+            exact.push(&phi).unwrap();
+            binned.push(&phi).unwrap();
+        }
+        assert_eq!(binned.record_size(), 128);
+        let (e, b) = (summarize(&exact).unwrap(), summarize(&binned).unwrap());
+        println!(
+            "exact: chi2 {:.4} ± {:.4} tau {:.2}; binned (records of {}): chi2 {:.4} ± {:.4} tau {:.2}; |M| tau {:.2} vs {:.2}",
+            e.chi2.value, e.chi2.error, e.chi2.tau_int, b.record_size, b.chi2.value, b.chi2.error, b.chi2.tau_int,
+            e.tau_int_abs_m, b.tau_int_abs_m
+        );
+        for (x, y) in [(&e.m, &b.m), (&e.abs_m, &b.abs_m), (&e.chi2, &b.chi2), (&e.g[1], &b.g[1])] {
+            assert!((x.value - y.value).abs() < 3.0 * x.error, "{} vs {}", x.value, y.value);
+            assert!((y.error / x.error - 1.0).abs() < 0.25, "error {} vs {}", y.error, x.error);
+            assert!((y.tau_int / x.tau_int - 1.0).abs() < 0.3, "tau {} vs {}", y.tau_int, x.tau_int);
+        }
+        assert!((b.m.tau_int - 9.5).abs() < 2.0, "tau M {}", b.m.tau_int);
+        assert!((b.chi2.tau_int - 1.81 / 0.38).abs() < 1.0, "tau chi2 {}", b.chi2.tau_int);
+        assert_eq!(b.n, 39_936);
+        assert_eq!(b.n_measured, 40_000);
+        assert_eq!(b.bin_size % 128, 0);
     }
 }
