@@ -15,20 +15,19 @@ fn to_bytes(x: &[f64]) -> Vec<u8> {
     x.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// Serialises a flow to bytes.
-pub fn to_vec(flow: &Flow) -> Result<Vec<u8>> {
+/// Named f64 tensors (name, little-endian bytes, shape) and metadata.
+pub(crate) type Tensors = Vec<(String, Vec<u8>, Vec<usize>)>;
+
+/// The tensors and metadata of a flow.
+pub(crate) fn flow_tensors(flow: &Flow) -> Result<(Tensors, HashMap<String, String>)> {
     let lay = &flow.layout;
     let p = flow.params();
-    let mut named: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+    let mut named: Tensors = Vec::new();
     for (name, r) in lay.groups() {
         named.push((name.to_string(), to_bytes(&p[r.clone()]), vec![r.len()]));
     }
     named.push(("adam.m".into(), to_bytes(&flow.adam.m), vec![flow.adam.m.len()]));
     named.push(("adam.v".into(), to_bytes(&flow.adam.v), vec![flow.adam.v.len()]));
-    let views: Vec<(String, TensorView)> = named
-        .iter()
-        .map(|(n, b, s)| Ok((n.clone(), TensorView::new(Dtype::F64, s.clone(), b).map_err(internal)?)))
-        .collect::<Result<_>>()?;
     let mut meta = HashMap::new();
     meta.insert("eqflow_format".to_string(), FORMAT_VERSION.to_string());
     meta.insert("config".to_string(), serde_json::to_string(&flow.config).map_err(internal)?);
@@ -36,7 +35,27 @@ pub fn to_vec(flow: &Flow) -> Result<Vec<u8>> {
     meta.insert("samples_drawn".to_string(), flow.samples_drawn.to_string());
     meta.insert("adam_t".to_string(), flow.adam.t.to_string());
     meta.insert("W_shape".to_string(), format!("[{}, {}, {}]", lay.n_orb, lay.n_tc, lay.n_c));
+    Ok((named, meta))
+}
+
+/// Serialises tensors and metadata (safetensors).
+pub(crate) fn serialize(named: &Tensors, meta: HashMap<String, String>) -> Result<Vec<u8>> {
+    let views: Vec<(String, TensorView)> = named
+        .iter()
+        .map(|(n, b, s)| Ok((n.clone(), TensorView::new(Dtype::F64, s.clone(), b).map_err(internal)?)))
+        .collect::<Result<_>>()?;
     safetensors::serialize(views, &Some(meta)).map_err(internal)
+}
+
+/// Serialises a flow to bytes.
+pub fn to_vec(flow: &Flow) -> Result<Vec<u8>> {
+    let (named, meta) = flow_tensors(flow)?;
+    serialize(&named, meta)
+}
+
+/// f64 values as little-endian bytes.
+pub(crate) fn f64_bytes(x: &[f64]) -> Vec<u8> {
+    to_bytes(x)
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
@@ -45,7 +64,11 @@ fn internal(e: impl std::fmt::Display) -> Error {
 
 /// Saves atomically to `path`.
 pub fn save(flow: &Flow, path: &Path) -> Result<()> {
-    let bytes = to_vec(flow)?;
+    write_atomic(&to_vec(flow)?, path)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, renamed.
+pub(crate) fn write_atomic(bytes: &[u8], path: &Path) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name =
         path.file_name().ok_or_else(|| Error::invalid(format!("save: '{}' is not a file path", path.display())))?;
@@ -54,7 +77,7 @@ pub fn save(flow: &Flow, path: &Path) -> Result<()> {
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, "creating temporary file"))?;
-        f.write_all(&bytes).map_err(|e| io(e, "writing"))?;
+        f.write_all(bytes).map_err(|e| io(e, "writing"))?;
         f.sync_all().map_err(|e| io(e, "syncing"))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| {
@@ -71,39 +94,60 @@ pub fn load(path: &Path, threads: usize) -> Result<Flow> {
 
 /// Deserialises a flow.
 pub fn from_slice(bytes: &[u8], threads: usize) -> Result<Flow> {
-    let bad = |m: String| Error::bad_file(m);
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
     let meta = meta.metadata().clone().ok_or_else(|| bad("no eqflow metadata".into()))?;
-    let get = |k: &str| meta.get(k).ok_or_else(|| bad(format!("metadata field '{k}' missing")));
-    let version: u32 = get("eqflow_format")?.parse().map_err(|_| bad("unreadable format version".into()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("tensors: {e}")))?;
+    flow_from(&st, &meta, threads)
+}
+
+fn bad(m: String) -> Error {
+    Error::bad_file(m)
+}
+
+/// A metadata field.
+pub(crate) fn meta_get<'a>(meta: &'a HashMap<String, String>, k: &str) -> Result<&'a String> {
+    meta.get(k).ok_or_else(|| bad(format!("metadata field '{k}' missing")))
+}
+
+/// A numeric metadata field.
+pub(crate) fn meta_num<T: std::str::FromStr>(meta: &HashMap<String, String>, k: &str) -> Result<T> {
+    meta_get(meta, k)?.parse().map_err(|_| bad(format!("metadata field '{k}' not a number")))
+}
+
+/// A tensor of `len` finite f64 values (`len` None: any length).
+pub(crate) fn read_tensor(st: &SafeTensors, name: &str, len: Option<usize>) -> Result<Vec<f64>> {
+    let t = st.tensor(name).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+    if t.dtype() != Dtype::F64 || t.data().len() % 8 != 0 || len.is_some_and(|n| t.data().len() != 8 * n) {
+        return Err(bad(format!(
+            "tensor '{name}': expected {} f64 values",
+            len.map_or("some".into(), |n| n.to_string())
+        )));
+    }
+    let v: Vec<f64> = t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(bad(format!("tensor '{name}': entry {i} is not finite"))),
+        None => Ok(v),
+    }
+}
+
+/// The flow stored in deserialised tensors and metadata.
+pub(crate) fn flow_from(st: &SafeTensors, meta: &HashMap<String, String>, threads: usize) -> Result<Flow> {
+    let version: u32 = meta_get(meta, "eqflow_format")?.parse().map_err(|_| bad("unreadable format version".into()))?;
     if version > FORMAT_VERSION {
         return Err(bad(format!("format version {version} is newer than this library's {FORMAT_VERSION}")));
     }
-    let config: FlowConfig = serde_json::from_str(get("config")?).map_err(|e| bad(format!("configuration: {e}")))?;
-    let num =
-        |k: &str| -> Result<u64> { get(k)?.parse().map_err(|_| bad(format!("metadata field '{k}' not a number"))) };
+    let config: FlowConfig =
+        serde_json::from_str(meta_get(meta, "config")?).map_err(|e| bad(format!("configuration: {e}")))?;
     let mut flow = Flow::new(config, threads).map_err(|e| bad(format!("configuration invalid: {}", e.message)))?;
-    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("tensors: {e}")))?;
-    let read = |name: &str, len: usize| -> Result<Vec<f64>> {
-        let t = st.tensor(name).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
-        if t.dtype() != Dtype::F64 || t.data().len() != 8 * len {
-            return Err(bad(format!("tensor '{name}': expected {len} f64 values")));
-        }
-        let v: Vec<f64> = t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
-        match v.iter().position(|x| !x.is_finite()) {
-            Some(i) => Err(bad(format!("tensor '{name}': entry {i} is not finite"))),
-            None => Ok(v),
-        }
-    };
     let mut p = vec![0.0; flow.layout.total];
     for (name, r) in flow.layout.groups() {
-        p[r.clone()].copy_from_slice(&read(name, r.len())?);
+        p[r.clone()].copy_from_slice(&read_tensor(st, name, Some(r.len()))?);
     }
     flow.set_params(&p)?;
-    flow.adam.m = read("adam.m", flow.layout.total)?;
-    flow.adam.v = read("adam.v", flow.layout.total)?;
-    flow.adam.t = num("adam_t")?;
-    flow.steps_done = num("steps_done")?;
-    flow.samples_drawn = num("samples_drawn")?;
+    flow.adam.m = read_tensor(st, "adam.m", Some(flow.layout.total))?;
+    flow.adam.v = read_tensor(st, "adam.v", Some(flow.layout.total))?;
+    flow.adam.t = meta_num(meta, "adam_t")?;
+    flow.steps_done = meta_num(meta, "steps_done")?;
+    flow.samples_drawn = meta_num(meta, "samples_drawn")?;
     Ok(flow)
 }

@@ -18,6 +18,8 @@ pub enum Stream {
     Hmc = 5,
     /// Fresh draws for ESS estimates.
     Ess = 6,
+    /// Coin flips of the Z2 global flip update of chains.
+    Flip = 7,
 }
 
 const M0: u32 = 0xD251_1F53;

@@ -5,7 +5,8 @@
 //! the flow afterwards does not change the proposal density of a running chain.
 
 use crate::error::{check_len, Error, Result, Status};
-use crate::flow::Flow;
+use crate::flow::{FeatureKind, Flow};
+use crate::observables::{summarize, ChainSummary, Measurements};
 use crate::rng::{Rng, Stream};
 
 /// Proposals drawn (and pushed through the flow in parallel) per batch.
@@ -20,6 +21,12 @@ pub struct ChainStats {
     pub accepted: u64,
     /// Proposals rejected because their log q or S was not finite.
     pub non_finite: u64,
+    /// Z2 flips φ → −φ proposed (with the flip update on: about half the steps).
+    #[serde(default)]
+    pub flips_proposed: u64,
+    /// Z2 flips accepted (all of them for an action even in φ).
+    #[serde(default)]
+    pub flips_accepted: u64,
 }
 
 impl ChainStats {
@@ -40,18 +47,47 @@ pub struct State {
     pub action: f64,
 }
 
-/// An independence Metropolis chain over a frozen flow.
+/// An independence Metropolis chain over a frozen flow. Every step's state is measured on
+/// the fly into bounded [`Measurements`] (M, |M|, M², M⁴, C̃(t)), so chains of any length run
+/// in fixed memory; [`Chain::observables`] analyses them.
 pub struct Chain {
-    flow: Flow,
-    seed: u64,
-    state: Option<State>,
-    stats: ChainStats,
+    pub(crate) flow: Flow,
+    pub(crate) seed: u64,
+    pub(crate) state: Option<State>,
+    pub(crate) stats: ChainStats,
+    pub(crate) flip: bool,
+    pub(crate) measurements: Measurements,
 }
 
 impl Chain {
     /// A chain over a snapshot of `flow`, with its own random stream `seed`.
     pub fn new(flow: &Flow, seed: u64) -> Self {
-        Chain { flow: flow.snapshot(), seed, state: None, stats: ChainStats::default() }
+        let measurements = Measurements::new(flow.lattice.size()).expect("the flow's lattice is valid");
+        Chain { flow: flow.snapshot(), seed, state: None, stats: ChainStats::default(), flip: false, measurements }
+    }
+    /// Turns the Z2 global flip update on or off: after each Metropolis step, with probability
+    /// ½, propose φ → −φ and accept it with min(1, e^{S(φ) − S(−φ)}) (always, for an action
+    /// even in φ). It is exact (a deterministic involution, symmetric) and free for the
+    /// Z2-equivariant flow, whose log q is even; for a non-odd flow log q(−φ) is recomputed.
+    pub fn set_flip(&mut self, on: bool) {
+        self.flip = on;
+    }
+    /// Whether the flip update is on.
+    pub fn flip(&self) -> bool {
+        self.flip
+    }
+    /// The measurements accumulated so far (one per step).
+    pub fn measurements(&self) -> &Measurements {
+        &self.measurements
+    }
+    /// Forgets the accumulated measurements (e.g. after thermalisation); counters stay.
+    pub fn reset_measurements(&mut self) {
+        self.measurements.clear();
+    }
+    /// The observables of every step measured so far, with Γ-method/jackknife errors.
+    /// Errors: fewer than 10 measured steps.
+    pub fn observables(&self) -> Result<ChainSummary> {
+        summarize(&self.measurements)
     }
     /// The frozen flow.
     pub fn flow(&mut self) -> &mut Flow {
@@ -116,8 +152,14 @@ impl Chain {
                     self.stats.accepted += 1;
                     self.state = Some(State { phi: prop.phi[i * v..(i + 1) * v].to_vec(), log_q: lq, action: s });
                 }
+                if self.flip && self.state.is_some() {
+                    self.flip_update(k)?;
+                }
                 match &self.state {
-                    Some(st) => visit(st, accept),
+                    Some(st) => {
+                        self.measurements.push(&st.phi)?;
+                        visit(st, accept)
+                    }
                     None => {
                         return Err(Error::new(
                             Status::NonFinite,
@@ -128,6 +170,30 @@ impl Chain {
             }
             done += m as u64;
         }
+        Ok(())
+    }
+
+    /// The Z2 flip update of step `k` on the current state.
+    fn flip_update(&mut self, k: u64) -> Result<()> {
+        if Rng::new(self.seed, Stream::Flip, k).uniform(0) >= 0.5 {
+            return Ok(());
+        }
+        self.stats.flips_proposed += 1;
+        let cur = self.state.as_ref().expect("checked by the caller");
+        let neg: Vec<f64> = cur.phi.iter().map(|x| -x).collect();
+        let mut s = [0.0];
+        self.flow.evaluate_action(&neg, &mut s, None)?;
+        let log_ratio = cur.action - s[0];
+        let u = Rng::new(self.seed, Stream::Flip, k).uniform(1);
+        if !(s[0].is_finite() && (log_ratio >= 0.0 || u < log_ratio.exp())) {
+            return Ok(());
+        }
+        let log_q = match self.flow.config.arch.features {
+            FeatureKind::Odd => cur.log_q,
+            FeatureKind::NonOdd => self.flow.log_prob(&neg)?[0],
+        };
+        self.stats.flips_accepted += 1;
+        self.state = Some(State { phi: neg, log_q, action: s[0] });
         Ok(())
     }
 

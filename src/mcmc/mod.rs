@@ -1,4 +1,5 @@
 //! Markov chains: the reference HMC sampler and independence Metropolis with flow proposals.
 
+pub mod checkpoint;
 pub mod hmc;
 pub mod metropolis;

@@ -254,6 +254,64 @@ impl Measurements {
         *self = Measurements::with_max_records(self.l, self.max_records).expect("validated at creation");
     }
 
+    /// Every number of the state, flat (for checkpoints), and the integers describing it:
+    /// [l, max_records, record_size, partial_n, n_measured, n_records, shift length].
+    pub(crate) fn to_flat(&self) -> (Vec<f64>, [u64; 7]) {
+        let mut flat: Vec<f64> = self.series.iter().flatten().copied().collect();
+        flat.extend_from_slice(&self.partial);
+        flat.extend_from_slice(&self.sum);
+        flat.extend_from_slice(&self.outer);
+        flat.extend_from_slice(&self.shift);
+        let ints = [
+            self.l as u64,
+            self.max_records as u64,
+            self.record_size as u64,
+            self.partial_n as u64,
+            self.n_measured,
+            self.n_records() as u64,
+            self.shift.len() as u64,
+        ];
+        (flat, ints)
+    }
+
+    /// The inverse of [`Measurements::to_flat`], validated (a corrupt checkpoint is an error).
+    pub(crate) fn from_flat(flat: &[f64], ints: [u64; 7]) -> Result<Self> {
+        let bad = || Error::bad_file("measurements: inconsistent sizes");
+        let us = |x: u64| usize::try_from(x).map_err(|_| bad());
+        let (l, max_records) = (us(ints[0])?, us(ints[1])?);
+        if l > 1 << 16 {
+            return Err(bad());
+        }
+        let mut m = Measurements::with_max_records(l, max_records).map_err(|_| bad())?;
+        let n_prim = m.series.len();
+        let (n_rec, shift_len) = (us(ints[5])?, us(ints[6])?);
+        let need = n_rec
+            .checked_mul(n_prim)
+            .and_then(|x| x.checked_add(2 * n_prim + n_prim * n_prim + shift_len))
+            .ok_or_else(bad)?;
+        if flat.len() != need {
+            return Err(bad());
+        }
+        let mut rest = flat;
+        let mut take = |n: usize| {
+            let (a, b) = rest.split_at(n);
+            rest = b;
+            a.to_vec()
+        };
+        for s in &mut m.series {
+            *s = take(n_rec);
+        }
+        m.partial = take(n_prim);
+        m.sum = take(n_prim);
+        m.outer = take(n_prim * n_prim);
+        m.shift = take(shift_len);
+        m.record_size = us(ints[2])?;
+        m.partial_n = us(ints[3])?;
+        m.n_measured = ints[4];
+        m.validate()?;
+        Ok(m)
+    }
+
     /// Checks the internal consistency of a deserialised value (lengths, record size).
     pub(crate) fn validate(&self) -> Result<()> {
         let fresh = Measurements::with_max_records(self.l, self.max_records)?;
@@ -268,7 +326,8 @@ impl Measurements {
             && self.sum.len() == n_prim
             && self.outer.len() == n_prim * n_prim
             && (self.shift.is_empty() || self.shift.len() == n_prim)
-            && (n_rec * self.record_size + self.partial_n) as u64 == self.n_measured;
+            && n_rec.checked_mul(self.record_size).and_then(|x| x.checked_add(self.partial_n))
+                == usize::try_from(self.n_measured).ok();
         if !ok {
             return Err(Error::bad_file("measurements: inconsistent lengths or counters"));
         }
