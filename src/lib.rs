@@ -9,6 +9,7 @@ pub mod io;
 pub mod lattice;
 pub mod mcmc;
 pub mod observables;
+pub mod reweight;
 pub mod rng;
 
 pub use action::{Action, Couplings};

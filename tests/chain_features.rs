@@ -152,3 +152,36 @@ fn flip_update_is_exact_and_free() {
     assert!((m0 - m1).abs() < 4.0 * (e0 * e0 + e1 * e1).sqrt());
     assert!(st.flips_accepted < st.flips_proposed && st.flips_accepted > 0);
 }
+
+#[test]
+fn reweighting_to_a_nearby_lambda_matches_hmc() {
+    use eqflow::mcmc::hmc::{Hmc, HmcParams};
+    use eqflow::observables::{summarize, Measurements};
+    let l = 2;
+    let mut flow = random_flow(l, small_arch(false), 0.3, 4);
+    let c = flow.action.couplings;
+    let samples = flow.sample(60_000).unwrap();
+    for dl in [0.0, 1.5] {
+        let r = eqflow::reweight::reweight_samples(&samples, l, dl).unwrap();
+        let action =
+            eqflow::Action::new(Lattice::new(l).unwrap(), eqflow::Couplings::new(c.m2, c.lambda + dl).unwrap());
+        let mut hmc = Hmc::new(action, HmcParams { step_size: 0.15, n_leapfrog: 8, seed: 9 }, None).unwrap();
+        let mut meas = Measurements::new(l).unwrap();
+        for _ in 0..500 {
+            hmc.trajectory().unwrap();
+        }
+        for _ in 0..60_000 {
+            hmc.trajectory().unwrap();
+            meas.push(hmc.state()).unwrap();
+        }
+        let h = summarize(&meas).unwrap();
+        eprintln!(
+            "dλ = {dl}: reweighted <|M|> {:.4}({:.4}) chi2 {:.4}({:.4}) ESS {:.3}; HMC <|M|> {:.4}({:.4}) chi2 {:.4}({:.4})",
+            r.abs_m.value, r.abs_m.error, r.chi2.value, r.chi2.error, r.ess, h.abs_m.value, h.abs_m.error,
+            h.chi2.value, h.chi2.error
+        );
+        for (a, b) in [(r.abs_m, &h.abs_m), (r.chi2, &h.chi2)] {
+            assert!((a.value - b.value).abs() < 4.0 * (a.error.powi(2) + b.error.powi(2)).sqrt());
+        }
+    }
+}

@@ -113,7 +113,7 @@ impl Measurements {
     }
 
     /// The primaries of one field: M, |M|, M², M⁴, C̃(0..=⌊L/2⌋).
-    fn primaries(&self, phi: &[f64]) -> Vec<f64> {
+    pub(crate) fn primaries(&self, phi: &[f64]) -> Vec<f64> {
         let l = self.l;
         let v = l * l;
         let mut rows = vec![0.0; l]; // R_{x0} = Σ_{x1} φ(x0, x1)

@@ -357,7 +357,7 @@ pub fn jackknife_binned(series: &[&[f64]], bin_size: usize, f: &dyn Fn(&[f64]) -
 // ---------------------------------------------------------------------------------------------
 // Measurements
 // ---------------------------------------------------------------------------------------------
-mod measurements;
+pub(crate) mod measurements;
 mod summary;
 
 pub use measurements::Measurements;
