@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod action;
+pub mod conventions;
 pub mod error;
 pub mod ffi;
 pub mod flow;

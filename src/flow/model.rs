@@ -51,6 +51,10 @@ pub struct FlowConfig {
     pub conv: ConvMethod,
     /// Seed of every random stream of this flow.
     pub seed: u64,
+    /// Layout and variables of fields at the C boundary (the Rust API always uses the
+    /// internal ones: φ, x1 fastest).
+    #[serde(default)]
+    pub conventions: crate::conventions::Conventions,
 }
 
 impl FlowConfig {
@@ -65,6 +69,7 @@ impl FlowConfig {
             sample_precision: Precision::F64,
             conv: ConvMethod::Auto,
             seed: 0,
+            conventions: Default::default(),
         }
     }
 }
