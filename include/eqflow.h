@@ -57,6 +57,24 @@
 // Single precision for fields and convolutions (log q, S and losses stay double).
 #define EQFLOW_PRECISION_F32 1
 
+// Field layout: index(x0, x1) = x0*L + x1 (C order; the default).
+#define EQFLOW_LAYOUT_X1_FASTEST 0
+
+// Field layout: index(x0, x1) = x1*L + x0 (Fortran order).
+#define EQFLOW_LAYOUT_X0_FASTEST 1
+
+// Field layout: the ceil(V/2) even sites ((x0 + x1) even) first, then the odd sites, each
+// group in x1-fastest order; for even L, index = (x0*L + x1)/2 (+ V/2 for odd sites).
+#define EQFLOW_LAYOUT_EVEN_ODD 2
+
+// Couplings given as (m², λ) of S = Σ (∂φ)² + m² φ² + λ φ⁴ (the default).
+#define EQFLOW_COUPLINGS_STANDARD 0
+
+// Couplings given in the hopping form (κ, λ̃) of S = Σ[−2κ Σ_μ ϕ_x ϕ_{x+μ} + ϕ_x² + λ̃(ϕ_x² − 1)²]:
+// fields crossing the ABI are ϕ = φ/√κ, log q is that of ϕ (log q(φ) + (V/2) log κ) and S is
+// the hopping-form action (S(φ) + V λ̃).
+#define EQFLOW_COUPLINGS_HOPPING 1
+
 // Success.
 #define EQFLOW_STATUS_OK 0
 
@@ -147,7 +165,7 @@ typedef struct eqflow_hmc eqflow_hmc;
 typedef int32_t eqflow_status;
 
 // A host action: for `n_fields` fields of `volume` sites each (`phi`: n_fields·volume numbers,
-// x1 fastest), write S of each field into `action[0..n_fields]` and, when `force` is not NULL,
+// in the flow's layout and variables), write S of each field into `action[0..n_fields]` and, when `force` is not NULL,
 // ∂S/∂φ into `force[0..n_fields·volume]`. Return 0 on success; any other value makes the
 // eqflow call that needed it fail with `EQFLOW_STATUS_CALLBACK` and change nothing.
 //
@@ -166,7 +184,48 @@ typedef struct eqflow_chain_stats {
   uint64_t accepted;
   // accepted / proposed (NaN before the first proposal).
   double acceptance;
+  // Proposals rejected because their log q or S was not finite.
+  uint64_t non_finite;
+  // Z2 flips proposed (see `eqflow_chain_set_flip`).
+  uint64_t flips_proposed;
+  // Z2 flips accepted.
+  uint64_t flips_accepted;
+  // Steps measured into the chain's observables since creation or the last reset.
+  uint64_t measured;
 } eqflow_chain_stats;
+
+// Observables of a chain (SPEC §6), each with its error: Γ-method (Wolff) for primary and
+// derived means, binned jackknife for the effective mass. Set `struct_size` before the call.
+typedef struct eqflow_observables {
+  // `sizeof(eqflow_observables)` as compiled by the caller.
+  size_t struct_size;
+  // Configurations used.
+  uint64_t n;
+  // ⟨|M|⟩.
+  double abs_m;
+  // Its error.
+  double abs_m_err;
+  // χ2 = V(⟨M²⟩ − ⟨M⟩²).
+  double chi2;
+  // Its error.
+  double chi2_err;
+  // L·m_p (m_p: mean of the effective masses m_p(t), t = 1..L/2).
+  double l_m_p;
+  // Its error.
+  double l_m_p_err;
+  // ξ = 1/m_p.
+  double xi;
+  // Its error.
+  double xi_err;
+  // Binder cumulant U = 1 − ⟨M⁴⟩/(3⟨M²⟩²).
+  double binder;
+  // Its error.
+  double binder_err;
+  // Integrated autocorrelation time of |M| (½ for independent data).
+  double tau_int_abs_m;
+  // Integrated autocorrelation time of χ2.
+  double tau_int_chi2;
+} eqflow_observables;
 
 // Parameters of `eqflow_context_new`. Initialise with `eqflow_context_params_init`;
 // fields are only ever appended.
@@ -216,6 +275,16 @@ typedef struct eqflow_flow_params {
   // anyway and f32 is faster) or `EQFLOW_PRECISION_F64`. Proposals and log q are computed
   // in double precision.
   int32_t precision;
+  // Site order of every field buffer of this flow and its chains: `EQFLOW_LAYOUT_*`
+  // (default `EQFLOW_LAYOUT_X1_FASTEST`). Saved with the flow.
+  int32_t layout;
+  // `EQFLOW_COUPLINGS_STANDARD` (default: `m2`, `lambda`) or `EQFLOW_COUPLINGS_HOPPING`
+  // (`kappa`, `lambda_tilde`; `m2` and `lambda` are then ignored).
+  int32_t couplings_form;
+  // Hopping parameter κ > 0 (hopping form only; default: the m² = −4 point of `lambda`).
+  double kappa;
+  // λ̃ of the hopping form (default 0.5, the m² = −4 line).
+  double lambda_tilde;
 } eqflow_flow_params;
 
 // Statistics of `eqflow_flow_train`. Set `struct_size = sizeof(eqflow_train_stats)` before
@@ -232,6 +301,43 @@ typedef struct eqflow_train_stats {
   // Wall-clock seconds of this call.
   double seconds;
 } eqflow_train_stats;
+
+// Reweighted estimates from independent flow samples (SPEC §5): ⟨O⟩ = Σ w O / Σ w with
+// delta-method errors (no autocorrelation: the samples are independent), log Z, and the ESS
+// of the weights. Observables are of φ in the (m², λ) convention of SPEC §2. Set
+// `struct_size` before the call; fields are only ever appended.
+typedef struct eqflow_reweighted {
+  // `sizeof(eqflow_reweighted)` as compiled by the caller.
+  size_t struct_size;
+  // Samples used.
+  uint64_t n;
+  // ESS fraction of the weights.
+  double ess;
+  // log Z of the target, Z = ∫ dφ e^{−S(φ)}.
+  double log_z;
+  // Its error.
+  double log_z_err;
+  // ⟨M⟩.
+  double m;
+  // Its error.
+  double m_err;
+  // ⟨|M|⟩.
+  double abs_m;
+  // Its error.
+  double abs_m_err;
+  // χ2 = V(⟨M²⟩ − ⟨M⟩²).
+  double chi2;
+  // Its error.
+  double chi2_err;
+  // Binder cumulant 1 − ⟨M⁴⟩/(3⟨M²⟩²).
+  double binder;
+  // Its error.
+  double binder_err;
+  // L·m_p.
+  double l_m_p;
+  // Its error.
+  double l_m_p_err;
+} eqflow_reweighted;
 
 // Parameters of `eqflow_hmc_new`. Initialise with `eqflow_hmc_params_init`; fields are only
 // ever appended.
@@ -251,39 +357,6 @@ typedef struct eqflow_hmc_params {
   // Seed of the momenta and accept/reject stream.
   uint64_t seed;
 } eqflow_hmc_params;
-
-// Observables of a chain (SPEC §6), each with its error: Γ-method (Wolff) for primary and
-// derived means, binned jackknife for the effective mass. Set `struct_size` before the call.
-typedef struct eqflow_observables {
-  // `sizeof(eqflow_observables)` as compiled by the caller.
-  size_t struct_size;
-  // Configurations used.
-  uint64_t n;
-  // ⟨|M|⟩.
-  double abs_m;
-  // Its error.
-  double abs_m_err;
-  // χ2 = V(⟨M²⟩ − ⟨M⟩²).
-  double chi2;
-  // Its error.
-  double chi2_err;
-  // L·m_p (m_p: mean of the effective masses m_p(t), t = 1..L/2).
-  double l_m_p;
-  // Its error.
-  double l_m_p_err;
-  // ξ = 1/m_p.
-  double xi;
-  // Its error.
-  double xi_err;
-  // Binder cumulant U = 1 − ⟨M⁴⟩/(3⟨M²⟩²).
-  double binder;
-  // Its error.
-  double binder_err;
-  // Integrated autocorrelation time of |M| (½ for independent data).
-  double tau_int_abs_m;
-  // Integrated autocorrelation time of χ2.
-  double tau_int_chi2;
-} eqflow_observables;
 
 #ifdef __cplusplus
 extern "C" {
@@ -336,12 +409,61 @@ void eqflow_chain_free(struct eqflow_chain *chain);
 // Runs `n_steps` Metropolis steps. After step i the chain's field goes to
 // `phi_out[i*V .. (i+1)*V]` (`phi_out_len` >= n_steps*V, or NULL with 0) and whether its
 // proposal was accepted to `accepted[i]` (0/1; `accepted_len` >= n_steps, or NULL with 0).
-// `out_stats` (NULL allowed) receives the chain's running counters. Nothing is written on
-// failure.
+// `out_stats` (NULL allowed) receives the chain's running counters. Every step is measured
+// into the chain's observables (`eqflow_chain_observables`). Nothing is written on failure.
 //
 // # Safety
 // Each non-NULL buffer holds at least its stated length.
 eqflow_status eqflow_chain_step(struct eqflow_chain *chain, size_t n_steps, double *phi_out, size_t phi_out_len, uint8_t *accepted, size_t accepted_len, struct eqflow_chain_stats *out_stats);
+
+// Runs `n_steps` Metropolis steps in bounded memory: observables accumulate on the fly
+// (`eqflow_chain_observables`), and only every `save_every`-th field is returned (after steps
+// save_every−1, 2·save_every−1, …: `n_steps / save_every` fields into `phi_out`, which may be
+// NULL with length 0, as must it when `save_every` is 0, meaning no fields).
+//
+// # Safety
+// `phi_out` holds `phi_out_len` doubles (or is NULL with 0).
+eqflow_status eqflow_chain_run(struct eqflow_chain *chain, size_t n_steps, size_t save_every, double *phi_out, size_t phi_out_len, struct eqflow_chain_stats *out_stats);
+
+// Turns the Z2 global flip update on (`on` != 0) or off: after each Metropolis step, with
+// probability ½, φ → −φ is proposed and accepted with min(1, e^{S(φ) − S(−φ)}) (always for
+// an action even in φ). Exact and free for the Z2-equivariant flow. Off by default.
+//
+// # Safety
+// `chain` is a valid chain.
+eqflow_status eqflow_chain_set_flip(struct eqflow_chain *chain, int32_t on);
+
+// The observables (SPEC §6) of every step measured so far, with Γ-method/jackknife errors and
+// τ_int in steps, into `*out` (its `struct_size` set). Memory is bounded however long the
+// chain (records merge pairwise beyond 65536). Observables are of φ in the (m², λ)
+// convention of SPEC §2, whatever the flow's boundary conventions.
+// Errors: fewer than 10 measured steps (`EQFLOW_STATUS_INVALID_ARGUMENT`).
+//
+// # Safety
+// `chain` is a valid chain; `out` points to an `eqflow_observables`.
+eqflow_status eqflow_chain_observables(const struct eqflow_chain *chain, struct eqflow_observables *out);
+
+// Forgets the measured observables (e.g. after thermalisation from a set state); the
+// counters in `eqflow_chain_stats` are kept.
+//
+// # Safety
+// `chain` is a valid chain.
+eqflow_status eqflow_chain_reset_observables(struct eqflow_chain *chain);
+
+// Saves the chain (its frozen flow, state, log q, S, random-number counters and measured
+// observables) atomically to `path`; `eqflow_chain_load` continues it bit for bit.
+//
+// # Safety
+// `chain` is a valid chain; `path` a NUL-terminated string.
+eqflow_status eqflow_chain_save(const struct eqflow_chain *chain, const char *path);
+
+// Loads a chain saved by `eqflow_chain_save`, computing with the context's threads. On
+// success `*out` holds a new chain for `eqflow_chain_free`. Errors: 105 (cannot read), 106
+// (not a chain checkpoint, corrupt, or a newer format).
+//
+// # Safety
+// `ctx` is a valid context; `path` a NUL-terminated string; `out` writable storage.
+eqflow_status eqflow_chain_load(const struct eqflow_context *ctx, const char *path, struct eqflow_chain **out);
 
 // Makes `phi` (V doubles, finite; e.g. the result of the caller's own HMC trajectory) the
 // chain's current state; its log q is computed by inverting the flow. The next Metropolis
@@ -435,13 +557,22 @@ eqflow_status eqflow_flow_lattice_volume(const struct eqflow_flow *flow, size_t 
 eqflow_status eqflow_flow_train(struct eqflow_flow *flow, uint64_t n_steps, struct eqflow_train_stats *out_stats);
 
 // Draws `n` independent samples from the flow (advancing its sample stream): fields into
-// `phi` (n*V doubles, field after field), log q into `log_q` (n) and the action S into
-// `action` (n). Each output may be NULL with length 0 when not wanted; buffers may be
-// longer than needed. Nothing is written on failure.
+// `phi` (n*V doubles, field after field, in the flow's layout), log q into `log_q` (n) and
+// the action S into `action` (n). Each output may be NULL with length 0 when not wanted;
+// buffers may be longer than needed. Nothing is written on failure; a request whose memory
+// exceeds what the machine has returns `EQFLOW_STATUS_OUT_OF_MEMORY`.
 //
 // # Safety
 // Each non-NULL buffer holds at least its stated length.
 eqflow_status eqflow_flow_sample(struct eqflow_flow *flow, size_t n, double *phi, size_t phi_len, double *log_q, size_t log_q_len, double *action, size_t action_len);
+
+// `eqflow_flow_sample` with single-precision field buffers (half the memory; log q and S
+// stay double and are those of the double-precision fields). A float field must not be fed
+// back as a chain state where its exact log q matters: it is a rounded configuration.
+//
+// # Safety
+// Each non-NULL buffer holds at least its stated length.
+eqflow_status eqflow_flow_sample_float(struct eqflow_flow *flow, size_t n, float *phi, size_t phi_len, double *log_q, size_t log_q_len, double *action, size_t action_len);
 
 // log q of `phi_len / V` given fields (`phi_len` a positive multiple of V) into `log_q`
 // (at least phi_len / V doubles). Fields must be finite.
@@ -471,6 +602,14 @@ eqflow_status eqflow_flow_save(const struct eqflow_flow *flow, const char *path)
 // # Safety
 // `ctx` is a valid context; `path` a NUL-terminated string; `out` writable storage.
 eqflow_status eqflow_flow_load(const struct eqflow_context *ctx, const char *path, struct eqflow_flow **out);
+
+// Draws `n_samples` >= 2 independent samples (advancing the flow's sample stream) and
+// reweights them to the flow's target with λ replaced by λ + `delta_lambda` (0: the flow's
+// own target), into `*out`: log w = −S − log q − Δλ Σ φ⁴.
+//
+// # Safety
+// `flow` is a valid flow; `out` points to an `eqflow_reweighted` whose `struct_size` is set.
+eqflow_status eqflow_flow_reweight(struct eqflow_flow *flow, size_t n_samples, double delta_lambda, struct eqflow_reweighted *out);
 
 // Fills `*p` with defaults and sets `p->struct_size = struct_size`. NULL is a no-op.
 //

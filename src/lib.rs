@@ -9,6 +9,7 @@ pub mod flow;
 pub mod io;
 pub mod lattice;
 pub mod mcmc;
+pub mod memory;
 pub mod observables;
 pub mod reweight;
 pub mod rng;

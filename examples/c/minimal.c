@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N; i++) printf("sample %d: log q %.4f, S %.4f\n", i, log_q[i], action[i]);
 
     TRY(eqflow_chain_new(flow, 7, &chain));
-    eqflow_chain_stats cs = {sizeof cs, 0, 0, 0.0};
+    eqflow_chain_stats cs = {.struct_size = sizeof cs};
     TRY(eqflow_chain_step(chain, 50, NULL, 0, NULL, 0, &cs));
     printf("metropolis: %llu of %llu accepted (%.2f)\n", (unsigned long long)cs.accepted,
            (unsigned long long)cs.proposed, cs.acceptance);

@@ -4,13 +4,14 @@
 use super::boundary::{boundary, lock};
 use super::flow::{eqflow_flow, flow_ref};
 use super::status::eqflow_status;
+use crate::conventions::Conventions;
 use crate::error::{Error, Result, Status};
 use crate::flow::CustomAction;
 use std::ffi::c_void;
 use std::sync::Arc;
 
 /// A host action: for `n_fields` fields of `volume` sites each (`phi`: n_fields·volume numbers,
-/// x1 fastest), write S of each field into `action[0..n_fields]` and, when `force` is not NULL,
+/// in the flow's layout and variables), write S of each field into `action[0..n_fields]` and, when `force` is not NULL,
 /// ∂S/∂φ into `force[0..n_fields·volume]`. Return 0 on success; any other value makes the
 /// eqflow call that needed it fail with `EQFLOW_STATUS_CALLBACK` and change nothing.
 ///
@@ -30,7 +31,8 @@ pub type eqflow_action_fn = Option<
 struct HostAction {
     f: unsafe extern "C" fn(*mut c_void, usize, usize, *const f64, *mut f64, *mut f64) -> i32,
     user: *mut c_void,
-    volume: usize,
+    l: usize,
+    conventions: Conventions,
 }
 
 // SAFETY: the callback and its user data are only used on the thread that called into eqflow
@@ -42,11 +44,20 @@ unsafe impl Sync for HostAction {}
 impl CustomAction for HostAction {
     fn evaluate(&self, phi: &[f64], action: &mut [f64], force: Option<&mut [f64]>) -> Result<()> {
         let n = action.len();
-        let fp = force.map_or(std::ptr::null_mut(), |f| f.as_mut_ptr());
+        let v = self.l * self.l;
+        let c = &self.conventions;
+        // the host sees its own layout and variables
+        let user_phi = c.from_internal(self.l, phi)?;
+        let mut user_force = force.as_ref().map(|f| vec![0.0; f.len()]);
+        let fp = user_force.as_mut().map_or(std::ptr::null_mut(), |f| f.as_mut_ptr());
         // SAFETY: phi holds n·volume numbers, action n, force (if not NULL) n·volume.
-        let rc = unsafe { (self.f)(self.user, n, self.volume, phi.as_ptr(), action.as_mut_ptr(), fp) };
+        let rc = unsafe { (self.f)(self.user, n, v, user_phi.as_ptr(), action.as_mut_ptr(), fp) };
         if rc != 0 {
             return Err(Error::new(Status::Callback, format!("the host action returned {rc}")));
+        }
+        action.iter_mut().for_each(|s| *s = c.action_to_internal(v, *s));
+        if let (Some(f), Some(uf)) = (force, user_force) {
+            f.copy_from_slice(&c.force_to_internal(self.l, &uf)?);
         }
         Ok(())
     }
@@ -69,9 +80,9 @@ pub unsafe extern "C" fn eqflow_flow_set_action(
     boundary("eqflow_flow_set_action", || {
         let f = flow_ref(flow)?;
         let mut g = lock(&f.inner, "flow")?;
-        let volume = g.volume();
+        let (l, conventions) = (g.lattice.size(), g.config.conventions);
         g.set_custom_action(
-            action.map(|f| Arc::new(HostAction { f, user: user_data, volume }) as Arc<dyn CustomAction>),
+            action.map(|f| Arc::new(HostAction { f, user: user_data, l, conventions }) as Arc<dyn CustomAction>),
         );
         Ok(())
     })

@@ -154,8 +154,9 @@ pub(crate) unsafe trait Versioned: Copy {
 
 fn check_size<T: Versioned>(size: usize, arg: &str) -> Result<()> {
     let max = std::mem::size_of::<T>();
-    if size < T::V1_SIZE || size > max {
-        let known = if T::V1_SIZE == max { format!("{max}") } else { format!("{}..={max}", T::V1_SIZE) };
+    // the sizes of the published versions: the first and the current one
+    if size != T::V1_SIZE && size != max {
+        let known = if T::V1_SIZE == max { format!("{max}") } else { format!("{} (version 1) or {max}", T::V1_SIZE) };
         return Err(Error::new(
             Status::BadStructSize,
             format!(

@@ -4,10 +4,15 @@ use super::boundary::{
     arg_out_array, arg_ref, arg_vec, boundary, boundary_void, check_versioned_out, give, lock, mul, take, write_out,
     write_versioned, Versioned,
 };
+use super::context::{eqflow_context, threads_of};
 use super::flow::eqflow_flow;
+use super::flow::path_arg;
+use super::hmc::{eqflow_observables, summary};
 use super::status::eqflow_status;
 use crate::error::{Error, Result, Status};
+use crate::mcmc::checkpoint;
 use crate::mcmc::metropolis::Chain;
+use std::ffi::c_char;
 use std::mem::size_of;
 use std::sync::Mutex;
 
@@ -35,10 +40,18 @@ pub struct eqflow_chain_stats {
     pub accepted: u64,
     /// accepted / proposed (NaN before the first proposal).
     pub acceptance: f64,
+    /// Proposals rejected because their log q or S was not finite.
+    pub non_finite: u64,
+    /// Z2 flips proposed (see `eqflow_chain_set_flip`).
+    pub flips_proposed: u64,
+    /// Z2 flips accepted.
+    pub flips_accepted: u64,
+    /// Steps measured into the chain's observables since creation or the last reset.
+    pub measured: u64,
 }
 
 unsafe impl Versioned for eqflow_chain_stats {
-    const V1_SIZE: usize = size_of::<eqflow_chain_stats>();
+    const V1_SIZE: usize = std::mem::offset_of!(eqflow_chain_stats, non_finite);
     const NAME: &'static str = "eqflow_chain_stats";
 }
 
@@ -79,11 +92,66 @@ pub unsafe extern "C" fn eqflow_chain_free(chain: *mut eqflow_chain) {
     boundary_void("eqflow_chain_free", || take(chain))
 }
 
+fn stats_of(c: &Chain) -> eqflow_chain_stats {
+    let s = c.stats();
+    eqflow_chain_stats {
+        struct_size: size_of::<eqflow_chain_stats>(),
+        proposed: s.proposed,
+        accepted: s.accepted,
+        acceptance: s.acceptance(),
+        non_finite: s.non_finite,
+        flips_proposed: s.flips_proposed,
+        flips_accepted: s.flips_accepted,
+        measured: c.measurements().n_measured(),
+    }
+}
+
+/// Runs `n_steps` steps writing the field after every `every`-th step (steps every−1,
+/// 2·every−1, …) in the flow's conventions and the accept flag of every step.
+unsafe fn run_chain(
+    chain: *mut eqflow_chain,
+    n_steps: usize,
+    every: usize,
+    phi_out: *mut f64,
+    phi_out_len: usize,
+    accepted: *mut u8,
+    accepted_len: usize,
+    out_stats: *mut eqflow_chain_stats,
+) -> Result<()> {
+    let c = chain_ref(chain)?;
+    let mut c = lock(&c.inner, "chain")?;
+    let v = c.flow().volume();
+    let n_saved = if every == 0 { 0 } else { n_steps / every };
+    let phi_out = arg_out_array(phi_out, phi_out_len, mul(n_saved, v, "saved fields × V")?, "phi_out")?;
+    let accepted = arg_out_array(accepted, accepted_len, n_steps, "accepted")?;
+    let stats_out = check_versioned_out(out_stats, "out_stats")?;
+    let mut phis = Vec::new();
+    if phi_out.is_some() {
+        crate::memory::reserve(&mut phis, n_saved * v, "fields to return")?;
+    }
+    let mut flags = Vec::new();
+    let mut k = 0usize;
+    c.run(n_steps as u64, |st, a| {
+        k += 1;
+        if phi_out.is_some() && k % every == 0 {
+            phis.extend_from_slice(&st.phi);
+        }
+        if accepted.is_some() {
+            flags.push(a as u8);
+        }
+    })?;
+    let conv = c.flow().config.conventions;
+    write_out(phi_out, &conv.from_internal(c.flow().lattice.size(), &phis)?);
+    write_out(accepted, &flags);
+    write_versioned(stats_out, stats_of(&c));
+    Ok(())
+}
+
 /// Runs `n_steps` Metropolis steps. After step i the chain's field goes to
 /// `phi_out[i*V .. (i+1)*V]` (`phi_out_len` >= n_steps*V, or NULL with 0) and whether its
 /// proposal was accepted to `accepted[i]` (0/1; `accepted_len` >= n_steps, or NULL with 0).
-/// `out_stats` (NULL allowed) receives the chain's running counters. Nothing is written on
-/// failure.
+/// `out_stats` (NULL allowed) receives the chain's running counters. Every step is measured
+/// into the chain's observables (`eqflow_chain_observables`). Nothing is written on failure.
 ///
 /// # Safety
 /// Each non-NULL buffer holds at least its stated length.
@@ -98,32 +166,119 @@ pub unsafe extern "C" fn eqflow_chain_step(
     out_stats: *mut eqflow_chain_stats,
 ) -> eqflow_status {
     boundary("eqflow_chain_step", || {
+        run_chain(chain, n_steps, 1, phi_out, phi_out_len, accepted, accepted_len, out_stats)
+    })
+}
+
+/// Runs `n_steps` Metropolis steps in bounded memory: observables accumulate on the fly
+/// (`eqflow_chain_observables`), and only every `save_every`-th field is returned (after steps
+/// save_every−1, 2·save_every−1, …: `n_steps / save_every` fields into `phi_out`, which may be
+/// NULL with length 0, as must it when `save_every` is 0, meaning no fields).
+///
+/// # Safety
+/// `phi_out` holds `phi_out_len` doubles (or is NULL with 0).
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_chain_run(
+    chain: *mut eqflow_chain,
+    n_steps: usize,
+    save_every: usize,
+    phi_out: *mut f64,
+    phi_out_len: usize,
+    out_stats: *mut eqflow_chain_stats,
+) -> eqflow_status {
+    boundary("eqflow_chain_run", || {
+        if save_every == 0 && !phi_out.is_null() {
+            return Err(Error::invalid("argument 'save_every' = 0 (no fields) but 'phi_out' is not NULL"));
+        }
+        run_chain(chain, n_steps, save_every, phi_out, phi_out_len, std::ptr::null_mut(), 0, out_stats)
+    })
+}
+
+/// Turns the Z2 global flip update on (`on` != 0) or off: after each Metropolis step, with
+/// probability ½, φ → −φ is proposed and accepted with min(1, e^{S(φ) − S(−φ)}) (always for
+/// an action even in φ). Exact and free for the Z2-equivariant flow. Off by default.
+///
+/// # Safety
+/// `chain` is a valid chain.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_chain_set_flip(chain: *mut eqflow_chain, on: i32) -> eqflow_status {
+    boundary("eqflow_chain_set_flip", || {
         let c = chain_ref(chain)?;
-        let mut c = lock(&c.inner, "chain")?;
-        let v = c.flow().volume();
-        let phi_out = arg_out_array(phi_out, phi_out_len, mul(n_steps, v, "n_steps × V")?, "phi_out")?;
-        let accepted = arg_out_array(accepted, accepted_len, n_steps, "accepted")?;
-        let stats_out = check_versioned_out(out_stats, "out_stats")?;
-        let mut phis = Vec::new();
-        let mut flags = Vec::new();
-        c.run(n_steps as u64, |st, a| {
-            if phi_out.is_some() {
-                phis.extend_from_slice(&st.phi);
-            }
-            flags.push(a as u8);
-        })?;
-        write_out(phi_out, &phis);
-        write_out(accepted, &flags);
-        let s = c.stats();
-        write_versioned(
-            stats_out,
-            eqflow_chain_stats {
-                struct_size: size_of::<eqflow_chain_stats>(),
-                proposed: s.proposed,
-                accepted: s.accepted,
-                acceptance: s.acceptance(),
-            },
-        );
+        lock(&c.inner, "chain")?.set_flip(on != 0);
+        Ok(())
+    })
+}
+
+/// The observables (SPEC §6) of every step measured so far, with Γ-method/jackknife errors and
+/// τ_int in steps, into `*out` (its `struct_size` set). Memory is bounded however long the
+/// chain (records merge pairwise beyond 65536). Observables are of φ in the (m², λ)
+/// convention of SPEC §2, whatever the flow's boundary conventions.
+/// Errors: fewer than 10 measured steps (`EQFLOW_STATUS_INVALID_ARGUMENT`).
+///
+/// # Safety
+/// `chain` is a valid chain; `out` points to an `eqflow_observables`.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_chain_observables(
+    chain: *const eqflow_chain,
+    out: *mut eqflow_observables,
+) -> eqflow_status {
+    boundary("eqflow_chain_observables", || {
+        let c = chain_ref(chain)?;
+        let out = check_versioned_out(out, "out")?
+            .ok_or_else(|| Error::new(Status::NullPointer, "argument 'out' is NULL"))?;
+        let s = lock(&c.inner, "chain")?.observables()?;
+        write_versioned(Some(out), summary(&s));
+        Ok(())
+    })
+}
+
+/// Forgets the measured observables (e.g. after thermalisation from a set state); the
+/// counters in `eqflow_chain_stats` are kept.
+///
+/// # Safety
+/// `chain` is a valid chain.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_chain_reset_observables(chain: *mut eqflow_chain) -> eqflow_status {
+    boundary("eqflow_chain_reset_observables", || {
+        let c = chain_ref(chain)?;
+        lock(&c.inner, "chain")?.reset_measurements();
+        Ok(())
+    })
+}
+
+/// Saves the chain (its frozen flow, state, log q, S, random-number counters and measured
+/// observables) atomically to `path`; `eqflow_chain_load` continues it bit for bit.
+///
+/// # Safety
+/// `chain` is a valid chain; `path` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_chain_save(chain: *const eqflow_chain, path: *const c_char) -> eqflow_status {
+    boundary("eqflow_chain_save", || {
+        let c = chain_ref(chain)?;
+        let path = path_arg(path)?;
+        let c = lock(&c.inner, "chain")?;
+        checkpoint::save(&c, &path)
+    })
+}
+
+/// Loads a chain saved by `eqflow_chain_save`, computing with the context's threads. On
+/// success `*out` holds a new chain for `eqflow_chain_free`. Errors: 105 (cannot read), 106
+/// (not a chain checkpoint, corrupt, or a newer format).
+///
+/// # Safety
+/// `ctx` is a valid context; `path` a NUL-terminated string; `out` writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_chain_load(
+    ctx: *const eqflow_context,
+    path: *const c_char,
+    out: *mut *mut eqflow_chain,
+) -> eqflow_status {
+    boundary("eqflow_chain_load", || {
+        let threads = threads_of(ctx)?;
+        let path = path_arg(path)?;
+        let out = super::boundary::arg_out(out, "out")?;
+        let chain = checkpoint::load(&path, threads)?;
+        give(out, eqflow_chain { inner: Mutex::new(chain) });
         Ok(())
     })
 }
@@ -148,6 +303,9 @@ pub unsafe extern "C" fn eqflow_chain_set_state(
             return Err(Error::new(Status::BadLength, format!("argument 'phi_len' = {phi_len}, expected V = {v}")));
         }
         let phi = arg_vec(phi, phi_len, "phi")?;
+        crate::error::check_finite("argument 'phi'", &phi)?;
+        let conv = c.flow().config.conventions;
+        let phi = conv.to_internal(c.flow().lattice.size(), &phi)?;
         c.set_state(&phi)
     })
 }
@@ -173,12 +331,14 @@ pub unsafe extern "C" fn eqflow_chain_state(
         let phi = arg_out_array(phi, phi_len, v, "phi")?;
         let log_q = arg_out_array(log_q, (!log_q.is_null()) as usize, 1, "log_q")?;
         let action = arg_out_array(action, (!action.is_null()) as usize, 1, "action")?;
-        let st = c.state().ok_or_else(|| {
+        let st = c.state().cloned().ok_or_else(|| {
             Error::invalid("argument 'chain' has no state yet (call eqflow_chain_step or eqflow_chain_set_state)")
         })?;
-        write_out(phi, &st.phi);
-        write_out(log_q, &[st.log_q]);
-        write_out(action, &[st.action]);
+        let conv = c.flow().config.conventions;
+        let user_phi = conv.from_internal(c.flow().lattice.size(), &st.phi)?;
+        write_out(phi, &user_phi);
+        write_out(log_q, &[conv.log_q_to_user(v, st.log_q)]);
+        write_out(action, &[conv.action_to_user(v, st.action)]);
         Ok(())
     })
 }

@@ -7,7 +7,9 @@ use super::boundary::{
 use super::context::{eqflow_context, init_prefix, threads_of};
 use super::status::eqflow_status;
 use crate::action::Couplings;
+use crate::conventions::{Conventions, FieldLayout, Hopping};
 use crate::error::{Error, Result};
+use crate::flow::model::Samples;
 use crate::flow::{Architecture, FeatureKind, Flow, FlowConfig, KernelSymmetry, Precision};
 use crate::train::TrainConfig;
 use std::ffi::{c_char, CStr};
@@ -33,6 +35,19 @@ pub const EQFLOW_FEATURES_NON_ODD: i32 = 2;
 pub const EQFLOW_PRECISION_F64: i32 = 0;
 /// Single precision for fields and convolutions (log q, S and losses stay double).
 pub const EQFLOW_PRECISION_F32: i32 = 1;
+/// Field layout: index(x0, x1) = x0*L + x1 (C order; the default).
+pub const EQFLOW_LAYOUT_X1_FASTEST: i32 = 0;
+/// Field layout: index(x0, x1) = x1*L + x0 (Fortran order).
+pub const EQFLOW_LAYOUT_X0_FASTEST: i32 = 1;
+/// Field layout: the ceil(V/2) even sites ((x0 + x1) even) first, then the odd sites, each
+/// group in x1-fastest order; for even L, index = (x0*L + x1)/2 (+ V/2 for odd sites).
+pub const EQFLOW_LAYOUT_EVEN_ODD: i32 = 2;
+/// Couplings given as (m², λ) of S = Σ (∂φ)² + m² φ² + λ φ⁴ (the default).
+pub const EQFLOW_COUPLINGS_STANDARD: i32 = 0;
+/// Couplings given in the hopping form (κ, λ̃) of S = Σ[−2κ Σ_μ ϕ_x ϕ_{x+μ} + ϕ_x² + λ̃(ϕ_x² − 1)²]:
+/// fields crossing the ABI are ϕ = φ/√κ, log q is that of ϕ (log q(φ) + (V/2) log κ) and S is
+/// the hopping-form action (S(φ) + V λ̃).
+pub const EQFLOW_COUPLINGS_HOPPING: i32 = 1;
 
 /// A flow, its target φ⁴ action and its optimiser state.
 ///
@@ -88,10 +103,20 @@ pub struct eqflow_flow_params {
     /// anyway and f32 is faster) or `EQFLOW_PRECISION_F64`. Proposals and log q are computed
     /// in double precision.
     pub precision: i32,
+    /// Site order of every field buffer of this flow and its chains: `EQFLOW_LAYOUT_*`
+    /// (default `EQFLOW_LAYOUT_X1_FASTEST`). Saved with the flow.
+    pub layout: i32,
+    /// `EQFLOW_COUPLINGS_STANDARD` (default: `m2`, `lambda`) or `EQFLOW_COUPLINGS_HOPPING`
+    /// (`kappa`, `lambda_tilde`; `m2` and `lambda` are then ignored).
+    pub couplings_form: i32,
+    /// Hopping parameter κ > 0 (hopping form only; default: the m² = −4 point of `lambda`).
+    pub kappa: f64,
+    /// λ̃ of the hopping form (default 0.5, the m² = −4 line).
+    pub lambda_tilde: f64,
 }
 
 unsafe impl Versioned for eqflow_flow_params {
-    const V1_SIZE: usize = size_of::<eqflow_flow_params>();
+    const V1_SIZE: usize = std::mem::offset_of!(eqflow_flow_params, layout);
     const NAME: &'static str = "eqflow_flow_params";
 }
 
@@ -117,6 +142,10 @@ impl Default for eqflow_flow_params {
                 Precision::F64 => EQFLOW_PRECISION_F64,
                 Precision::F32 => EQFLOW_PRECISION_F32,
             },
+            layout: EQFLOW_LAYOUT_X1_FASTEST,
+            couplings_form: EQFLOW_COUPLINGS_STANDARD,
+            kappa: (0.5 / c.lambda).sqrt(),
+            lambda_tilde: 0.5,
         }
     }
 }
@@ -185,7 +214,24 @@ pub(crate) fn config_of(p: &eqflow_flow_params) -> Result<FlowConfig> {
     if p.batch_size <= 0 {
         return bad(format!("batch_size = {} must be positive", p.batch_size));
     }
-    let mut c = FlowConfig::new(p.lattice_size as usize, p.m2, p.lambda);
+    let layout = match p.layout {
+        EQFLOW_LAYOUT_X1_FASTEST => FieldLayout::X1Fastest,
+        EQFLOW_LAYOUT_X0_FASTEST => FieldLayout::X0Fastest,
+        EQFLOW_LAYOUT_EVEN_ODD => FieldLayout::EvenOdd,
+        x => return bad(format!("layout = {x} is not an EQFLOW_LAYOUT_*")),
+    };
+    let (couplings, hopping) = match p.couplings_form {
+        EQFLOW_COUPLINGS_STANDARD => {
+            (Couplings::new(p.m2, p.lambda).map_err(|e| Error::invalid(format!("argument 'p': {}", e.message)))?, None)
+        }
+        EQFLOW_COUPLINGS_HOPPING => {
+            let h = Hopping { kappa: p.kappa, lambda_tilde: p.lambda_tilde };
+            (h.couplings().map_err(|e| Error::invalid(format!("argument 'p' (hopping form): {}", e.message)))?, Some(h))
+        }
+        x => return bad(format!("couplings_form = {x} is not an EQFLOW_COUPLINGS_*")),
+    };
+    let mut c = FlowConfig::new(p.lattice_size as usize, couplings.m2, couplings.lambda);
+    c.conventions = Conventions { layout, hopping };
     c.arch = arch;
     c.train.batch_size = p.batch_size as usize;
     c.train.learning_rate = p.learning_rate;
@@ -198,7 +244,7 @@ pub(crate) unsafe fn flow_ref<'a>(flow: *const eqflow_flow) -> Result<&'a eqflow
     arg_ref(flow, "flow")
 }
 
-unsafe fn path_arg(path: *const c_char) -> Result<PathBuf> {
+pub(crate) unsafe fn path_arg(path: *const c_char) -> Result<PathBuf> {
     let p = arg_ref(path, "path")?;
     let bytes = CStr::from_ptr(p).to_bytes();
     if bytes.is_empty() {
@@ -313,10 +359,50 @@ pub unsafe extern "C" fn eqflow_flow_train(
     })
 }
 
+/// Samples in the flow's boundary conventions: (fields, log q, S).
+pub(crate) fn to_user(flow: &Flow, s: &Samples) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let c = &flow.config.conventions;
+    let v = flow.volume();
+    Ok((
+        c.from_internal(flow.lattice.size(), &s.phi)?,
+        s.log_q.iter().map(|q| c.log_q_to_user(v, *q)).collect(),
+        s.action.iter().map(|x| c.action_to_user(v, *x)).collect(),
+    ))
+}
+
+/// The body of the sampling functions, for field buffers of type `T`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sample_into<T: Copy>(
+    flow: *mut eqflow_flow,
+    n: usize,
+    phi: *mut T,
+    phi_len: usize,
+    log_q: *mut f64,
+    log_q_len: usize,
+    action: *mut f64,
+    action_len: usize,
+    convert: impl Fn(f64) -> T,
+) -> Result<()> {
+    let f = flow_ref(flow)?;
+    let mut f = lock(&f.inner, "flow")?;
+    let nv = mul(n, f.volume(), "n × V")?;
+    let phi = arg_out_array(phi, phi_len, nv, "phi")?;
+    let log_q = arg_out_array(log_q, log_q_len, n, "log_q")?;
+    let action = arg_out_array(action, action_len, n, "action")?;
+    let s = f.sample(n)?;
+    let (p, q, a) = to_user(&f, &s)?;
+    let p: Vec<T> = p.into_iter().map(convert).collect();
+    write_out(phi, &p);
+    write_out(log_q, &q);
+    write_out(action, &a);
+    Ok(())
+}
+
 /// Draws `n` independent samples from the flow (advancing its sample stream): fields into
-/// `phi` (n*V doubles, field after field), log q into `log_q` (n) and the action S into
-/// `action` (n). Each output may be NULL with length 0 when not wanted; buffers may be
-/// longer than needed. Nothing is written on failure.
+/// `phi` (n*V doubles, field after field, in the flow's layout), log q into `log_q` (n) and
+/// the action S into `action` (n). Each output may be NULL with length 0 when not wanted;
+/// buffers may be longer than needed. Nothing is written on failure; a request whose memory
+/// exceeds what the machine has returns `EQFLOW_STATUS_OUT_OF_MEMORY`.
 ///
 /// # Safety
 /// Each non-NULL buffer holds at least its stated length.
@@ -331,18 +417,28 @@ pub unsafe extern "C" fn eqflow_flow_sample(
     action: *mut f64,
     action_len: usize,
 ) -> eqflow_status {
-    boundary("eqflow_flow_sample", || {
-        let f = flow_ref(flow)?;
-        let mut f = lock(&f.inner, "flow")?;
-        let nv = mul(n, f.volume(), "n × V")?;
-        let phi = arg_out_array(phi, phi_len, nv, "phi")?;
-        let log_q = arg_out_array(log_q, log_q_len, n, "log_q")?;
-        let action = arg_out_array(action, action_len, n, "action")?;
-        let s = f.sample(n)?;
-        write_out(phi, &s.phi);
-        write_out(log_q, &s.log_q);
-        write_out(action, &s.action);
-        Ok(())
+    boundary("eqflow_flow_sample", || sample_into(flow, n, phi, phi_len, log_q, log_q_len, action, action_len, |x| x))
+}
+
+/// `eqflow_flow_sample` with single-precision field buffers (half the memory; log q and S
+/// stay double and are those of the double-precision fields). A float field must not be fed
+/// back as a chain state where its exact log q matters: it is a rounded configuration.
+///
+/// # Safety
+/// Each non-NULL buffer holds at least its stated length.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_sample_float(
+    flow: *mut eqflow_flow,
+    n: usize,
+    phi: *mut f32,
+    phi_len: usize,
+    log_q: *mut f64,
+    log_q_len: usize,
+    action: *mut f64,
+    action_len: usize,
+) -> eqflow_status {
+    boundary("eqflow_flow_sample_float", || {
+        sample_into(flow, n, phi, phi_len, log_q, log_q_len, action, action_len, |x| x as f32)
     })
 }
 
@@ -373,7 +469,10 @@ pub unsafe extern "C" fn eqflow_flow_log_prob(
         let phi = arg_vec(phi, phi_len, "phi")?;
         let out = arg_out_array(log_q, log_q_len, n, "log_q")?
             .ok_or_else(|| Error::new(crate::error::Status::NullPointer, "argument 'log_q' is NULL".to_string()))?;
-        let lq = f.log_prob(&phi)?;
+        crate::error::check_finite("argument 'phi'", &phi)?;
+        let c = f.config.conventions;
+        let phi = c.to_internal(f.lattice.size(), &phi)?;
+        let lq: Vec<f64> = f.log_prob(&phi)?.iter().map(|q| c.log_q_to_user(v, *q)).collect();
         write_out(Some(out), &lq);
         Ok(())
     })
@@ -431,6 +530,97 @@ pub unsafe extern "C" fn eqflow_flow_load(
         let out = arg_out(out, "out")?;
         let flow = crate::io::load(&path, threads)?;
         give(out, eqflow_flow::new(flow));
+        Ok(())
+    })
+}
+
+/// Reweighted estimates from independent flow samples (SPEC §5): ⟨O⟩ = Σ w O / Σ w with
+/// delta-method errors (no autocorrelation: the samples are independent), log Z, and the ESS
+/// of the weights. Observables are of φ in the (m², λ) convention of SPEC §2. Set
+/// `struct_size` before the call; fields are only ever appended.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct eqflow_reweighted {
+    /// `sizeof(eqflow_reweighted)` as compiled by the caller.
+    pub struct_size: usize,
+    /// Samples used.
+    pub n: u64,
+    /// ESS fraction of the weights.
+    pub ess: f64,
+    /// log Z of the target, Z = ∫ dφ e^{−S(φ)}.
+    pub log_z: f64,
+    /// Its error.
+    pub log_z_err: f64,
+    /// ⟨M⟩.
+    pub m: f64,
+    /// Its error.
+    pub m_err: f64,
+    /// ⟨|M|⟩.
+    pub abs_m: f64,
+    /// Its error.
+    pub abs_m_err: f64,
+    /// χ2 = V(⟨M²⟩ − ⟨M⟩²).
+    pub chi2: f64,
+    /// Its error.
+    pub chi2_err: f64,
+    /// Binder cumulant 1 − ⟨M⁴⟩/(3⟨M²⟩²).
+    pub binder: f64,
+    /// Its error.
+    pub binder_err: f64,
+    /// L·m_p.
+    pub l_m_p: f64,
+    /// Its error.
+    pub l_m_p_err: f64,
+}
+
+unsafe impl Versioned for eqflow_reweighted {
+    const V1_SIZE: usize = size_of::<eqflow_reweighted>();
+    const NAME: &'static str = "eqflow_reweighted";
+}
+
+/// Draws `n_samples` >= 2 independent samples (advancing the flow's sample stream) and
+/// reweights them to the flow's target with λ replaced by λ + `delta_lambda` (0: the flow's
+/// own target), into `*out`: log w = −S − log q − Δλ Σ φ⁴.
+///
+/// # Safety
+/// `flow` is a valid flow; `out` points to an `eqflow_reweighted` whose `struct_size` is set.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_reweight(
+    flow: *mut eqflow_flow,
+    n_samples: usize,
+    delta_lambda: f64,
+    out: *mut eqflow_reweighted,
+) -> eqflow_status {
+    boundary("eqflow_flow_reweight", || {
+        let f = flow_ref(flow)?;
+        let out = check_versioned_out(out, "out")?
+            .ok_or_else(|| Error::new(crate::error::Status::NullPointer, "argument 'out' is NULL"))?;
+        if n_samples < 2 {
+            return Err(Error::invalid(format!("argument 'n_samples' = {n_samples} (need at least 2)")));
+        }
+        let mut f = lock(&f.inner, "flow")?;
+        let s = f.sample(n_samples)?;
+        let r = crate::reweight::reweight_samples(&s, f.lattice.size(), delta_lambda)?;
+        write_versioned(
+            Some(out),
+            eqflow_reweighted {
+                struct_size: size_of::<eqflow_reweighted>(),
+                n: r.n as u64,
+                ess: r.ess,
+                log_z: r.log_z.value,
+                log_z_err: r.log_z.error,
+                m: r.m.value,
+                m_err: r.m.error,
+                abs_m: r.abs_m.value,
+                abs_m_err: r.abs_m.error,
+                chi2: r.chi2.value,
+                chi2_err: r.chi2.error,
+                binder: r.binder.value,
+                binder_err: r.binder.error,
+                l_m_p: r.l_m_p.value,
+                l_m_p_err: r.l_m_p.error,
+            },
+        );
         Ok(())
     })
 }

@@ -259,7 +259,7 @@ pub unsafe extern "C" fn eqflow_observables_compute(
     })
 }
 
-fn summary(s: &crate::observables::ChainSummary) -> eqflow_observables {
+pub(crate) fn summary(s: &crate::observables::ChainSummary) -> eqflow_observables {
     eqflow_observables {
         struct_size: size_of::<eqflow_observables>(),
         n: s.n as u64,

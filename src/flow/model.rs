@@ -287,6 +287,22 @@ impl Flow {
     }
 
     /// Draws prior noise for samples `first..first + n` of `stream` into an n × V buffer.
+    /// Bytes a training step holds at its peak: the tapes (state at every RK4 step, in the
+    /// training precision) and the f64 fields, log q, S and force of the batch.
+    pub fn training_bytes(&self) -> Option<u64> {
+        let r = match self.config.precision {
+            Precision::F64 => 8u64,
+            Precision::F32 => 4,
+        };
+        let per_field = (self.config.arch.ode_steps as u64 + 2).checked_mul(r)?.checked_add(32)?;
+        (self.config.train.batch_size as u64).checked_mul(self.volume() as u64)?.checked_mul(per_field)
+    }
+
+    /// Bytes that pushing n fields through the flow holds (prior draws, chunk results, output).
+    pub fn sampling_bytes(&self, n: usize) -> Option<u64> {
+        (n as u64).checked_mul(self.volume() as u64)?.checked_mul(3 * 8)
+    }
+
     fn noise(&self, stream: Stream, first: u64, n: usize) -> Vec<f64> {
         let v = self.volume();
         let mut z = vec![0.0; n * v];
@@ -365,6 +381,7 @@ impl Flow {
     /// One Adam step on a fresh batch. A non-finite loss or gradient returns an error and
     /// leaves the parameters and optimiser state as they were.
     pub fn train_step(&mut self) -> Result<StepStats> {
+        crate::memory::check(self.training_bytes(), "train step (batch tapes)")?;
         let b = self.config.train.batch_size;
         let z = self.noise(Stream::Train, self.steps_done << 24, b);
         let (loss, samples, grad) = self.loss_and_grad_of(&z)?;
@@ -411,6 +428,7 @@ impl Flow {
 
     /// n independent samples (the flow's own sample stream; advances it).
     pub fn sample(&mut self, n: usize) -> Result<Samples> {
+        crate::memory::check(self.sampling_bytes(n), &format!("sampling {n} fields"))?;
         let z = self.noise(Stream::Sample, self.samples_drawn, n);
         self.samples_drawn += n as u64;
         self.push_forward(&z)
@@ -418,6 +436,7 @@ impl Flow {
 
     /// n samples for stream `stream` starting at index `first` (does not advance anything).
     pub fn sample_at(&mut self, stream: Stream, first: u64, n: usize) -> Result<Samples> {
+        crate::memory::check(self.sampling_bytes(n), &format!("sampling {n} fields"))?;
         let z = self.noise(stream, first, n);
         self.push_forward(&z)
     }

@@ -62,7 +62,7 @@ int main(void) {
     /* a chain over the hosted flow proposes with the host's action */
     eqflow_chain *chain = NULL;
     CHECK(eqflow_chain_new(hosted, 1, &chain));
-    eqflow_chain_stats cs = {sizeof cs, 0, 0, 0};
+    eqflow_chain_stats cs = {.struct_size = sizeof cs};
     long before = user.calls;
     CHECK(eqflow_chain_step(chain, 20, NULL, 0, NULL, 0, &cs));
     if (user.calls == before) { printf("FAIL: chain did not use the host action\n"); return 1; }
