@@ -97,14 +97,32 @@ impl Architecture {
             omega_init: OmegaInit::Uniform05,
         }
     }
-    /// A preset by name ("seed" or "refined").
+    /// A preset by name: "seed", "refined", or an ablation of the seed architecture (SPEC
+    /// §3.2): "translation-only" (kernel per displacement), "non-odd" (sin, cos and a constant:
+    /// not Z2-equivariant), "translation-only-non-odd" (both).
     pub fn preset(name: &str) -> Result<Self> {
+        let mut a = Self::seed();
         match name {
-            "seed" => Ok(Self::seed()),
-            "refined" => Ok(Self::refined()),
-            _ => Err(Error::invalid(format!("unknown architecture preset '{name}' (known: seed, refined)"))),
+            "seed" => {}
+            "refined" => a = Self::refined(),
+            "translation-only" => a.symmetry = KernelSymmetry::Translations,
+            "non-odd" => a.features = FeatureKind::NonOdd,
+            "translation-only-non-odd" => {
+                a.symmetry = KernelSymmetry::Translations;
+                a.features = FeatureKind::NonOdd;
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown architecture preset '{name}' (known: {})",
+                    Self::PRESETS.join(", ")
+                )))
+            }
         }
+        Ok(a)
     }
+    /// The names [`Architecture::preset`] knows.
+    pub const PRESETS: [&'static str; 5] =
+        ["seed", "refined", "translation-only", "non-odd", "translation-only-non-odd"];
     /// Checks every size.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));

@@ -262,6 +262,11 @@ impl Flow {
         self.prepared = [None, None];
     }
 
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
     /// Sets the number of worker threads (0: all cores).
     pub fn set_threads(&mut self, threads: usize) -> Result<()> {
         self.pool = build_pool(threads)?;

@@ -1,0 +1,220 @@
+//! `eqflow train`: reverse-KL training with a progress bar, atomic checkpoints, exact resume,
+//! a JSON-lines log beside the output, and Ctrl-C that saves a checkpoint before exiting.
+
+use crate::{check_same_theory, err, progress, theory, Res, Theory};
+use clap::Args;
+use eqflow::flow::{Architecture, Flow, FlowConfig, Precision};
+use eqflow::io;
+use eqflow::train::Schedule;
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub theory: Theory,
+    /// Train until the flow has done this many steps in total (default 1000 without
+    /// --minutes); a resumed run with the same --steps ends where an uninterrupted one would.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Wall-clock budget of this invocation, in minutes.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Batch size (prior draws per step; default 100).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Base learning rate (default 2e-3).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Steps for a tenfold decay of the learning rate (default 8000).
+    #[arg(long)]
+    pub decay_steps: Option<f64>,
+    /// Seed of the initial parameters and every random stream.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Architecture preset: seed or refined (or the ablations translation-only, non-odd,
+    /// translation-only-non-odd).
+    #[arg(long, default_value = "seed")]
+    pub arch: String,
+    /// Compute precision of training: f32 (default, faster) or f64. Proposals, log q and S
+    /// are always computed in f64.
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Continue from this checkpoint (bit for bit as if never stopped).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Minutes between checkpoints (written atomically to --out).
+    #[arg(long, default_value_t = 5.0)]
+    pub checkpoint_minutes: f64,
+    /// Fresh samples for the final ESS estimate.
+    #[arg(long, default_value_t = 1000)]
+    pub ess_samples: usize,
+    /// Output flow file (.safetensors); a JSON-lines log is written beside it (FILE.log.jsonl).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn fresh_flow(a: &TrainArgs) -> Res<Flow> {
+    let (l, c) = theory(&a.theory)?;
+    let mut cfg = FlowConfig::new(l, c.m2, c.lambda);
+    cfg.arch = Architecture::preset(&a.arch).map_err(err)?;
+    cfg.precision = match a.precision.as_str() {
+        "f64" => Precision::F64,
+        "f32" => Precision::F32,
+        p => return Err(format!("unknown precision '{p}' (f64 or f32)")),
+    };
+    if let Some(b) = a.batch {
+        cfg.train.batch_size = b;
+    }
+    if let Some(lr) = a.lr {
+        cfg.train.learning_rate = lr;
+    }
+    if let Some(d) = a.decay_steps {
+        if !(d.is_finite() && d > 0.0) {
+            return Err(format!("--decay-steps {d}: must be positive"));
+        }
+        cfg.train.schedule = Schedule::Exponential { decay_steps: d };
+    }
+    cfg.seed = a.seed;
+    Flow::new(cfg, a.threads).map_err(err)
+}
+
+fn resumed_flow(a: &TrainArgs, path: &PathBuf) -> Res<Flow> {
+    let mut f = io::load(path, a.threads).map_err(err)?;
+    f.set_threads(a.threads).map_err(err)?;
+    check_same_theory(&a.theory, f.lattice.size(), &f.action.couplings, &format!("checkpoint '{}'", path.display()))?;
+    for (flag, given) in
+        [("--batch", a.batch.is_some()), ("--lr", a.lr.is_some()), ("--decay-steps", a.decay_steps.is_some())]
+    {
+        if given {
+            return Err(format!("{flag} cannot change when resuming (the checkpoint keeps its settings)"));
+        }
+    }
+    Ok(f)
+}
+
+pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
+    if let Some(m) = a.minutes {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(format!("--minutes {m}: must be positive"));
+        }
+    }
+    let mut flow = match &a.resume {
+        Some(p) => resumed_flow(&a, p)?,
+        None => fresh_flow(&a)?,
+    };
+    let target = a.steps.unwrap_or(if a.minutes.is_some() { u64::MAX } else { 1000 });
+    let budget = a.minutes.map(|m| m * 60.0).unwrap_or(f64::INFINITY);
+    let log_path = PathBuf::from(format!("{}.log.jsonl", a.out.display()));
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open the training log '{}': {e}", log_path.display()))?;
+    // seconds already spent on this run (from the log of earlier invocations)
+    let earlier = std::fs::read_to_string(&log_path)
+        .ok()
+        .and_then(|s| s.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).last())
+        .and_then(|v| v.get("seconds").and_then(|s| s.as_f64()))
+        .filter(|_| a.resume.is_some())
+        .unwrap_or(0.0);
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    eprintln!(
+        "training L = {}, m2 = {}, lambda = {} ({} parameters, batch {}, {:?} compute, {} threads)",
+        flow.lattice.size(),
+        flow.action.couplings.m2,
+        flow.action.couplings.lambda,
+        flow.layout.total,
+        flow.config.train.batch_size,
+        flow.config.precision,
+        flow.threads()
+    );
+    let start = Instant::now();
+    let mut last_ckpt = Instant::now();
+    let mut last_print = Instant::now();
+    let first_step = flow.steps_done;
+    let (pb, by_steps) = if target != u64::MAX {
+        let pb = progress(target, "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}");
+        pb.set_position(flow.steps_done);
+        (pb, true)
+    } else {
+        (progress((budget * 10.0) as u64, "{bar:30} [{elapsed_precise}<{eta_precise}] {msg}"), false)
+    };
+    let mut running_ess = f64::NAN;
+    let mut last = None;
+    let mut interrupted = false;
+    while flow.steps_done < target && start.elapsed().as_secs_f64() < budget {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let s = match flow.train_step() {
+            Ok(s) => s,
+            Err(e) => {
+                pb.abandon();
+                io::save(&flow, &a.out).map_err(err)?;
+                return Err(format!("{} (last good flow saved to {})", e.message, a.out.display()));
+            }
+        };
+        let secs = start.elapsed().as_secs_f64();
+        running_ess = if running_ess.is_nan() { s.ess } else { 0.95 * running_ess + 0.05 * s.ess };
+        let line = json!({"step": s.step, "seconds": earlier + secs, "loss": s.loss, "ess": s.ess, "lr": s.lr});
+        writeln!(log, "{line}").map_err(|e| format!("writing the training log: {e}"))?;
+        let rate = (s.step - first_step) as f64 / secs;
+        let msg = format!("step {}  loss {:.4}  ESS(run) {:.3}  {:.2} steps/s", s.step, s.loss, running_ess, rate);
+        if by_steps {
+            pb.set_position(s.step);
+        } else {
+            pb.set_position((secs * 10.0) as u64);
+        }
+        pb.set_message(msg.clone());
+        if pb.is_hidden() && last_print.elapsed().as_secs_f64() > 5.0 {
+            eprintln!("{msg}");
+            last_print = Instant::now();
+        }
+        if last_ckpt.elapsed().as_secs_f64() > a.checkpoint_minutes * 60.0 {
+            io::save(&flow, &a.out).map_err(err)?;
+            last_ckpt = Instant::now();
+        }
+        last = Some(s);
+    }
+    pb.finish_and_clear();
+    io::save(&flow, &a.out).map_err(err)?;
+    let secs = start.elapsed().as_secs_f64();
+    if interrupted {
+        eprintln!(
+            "interrupted after {} steps: checkpoint saved to {} (continue with --resume {})",
+            flow.steps_done,
+            a.out.display(),
+            a.out.display()
+        );
+        return Ok(json!({"flow": a.out, "log": log_path, "steps_done": flow.steps_done, "seconds": secs,
+            "interrupted": true}));
+    }
+    let ess = flow.ess(a.ess_samples.max(1)).map_err(err)?;
+    eprintln!(
+        "saved {} after {} steps ({} in {:.1} s); ESS on {} fresh samples: {:.4}",
+        a.out.display(),
+        flow.steps_done,
+        flow.steps_done - first_step,
+        secs,
+        a.ess_samples.max(1),
+        ess
+    );
+    Ok(json!({
+        "flow": a.out, "log": log_path, "steps_done": flow.steps_done, "seconds": secs,
+        "total_seconds": earlier + secs, "loss": last.map(|s| s.loss), "ess": ess, "interrupted": false,
+        "lattice": flow.lattice.size(), "m2": flow.action.couplings.m2, "lambda": flow.action.couplings.lambda,
+    }))
+}
