@@ -81,8 +81,11 @@ fn spread(x: &[f64]) -> Spread {
     }
     let max = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let min = x.iter().cloned().fold(f64::INFINITY, f64::min);
-    let mean = x.iter().sum::<f64>() / images as f64;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / images as f64;
+    // deviations from the first value, so near-equal values do not lose their spread to the
+    // rounding of a large sum
+    let d: Vec<f64> = x.iter().map(|v| v - x[0]).collect();
+    let mean = d.iter().sum::<f64>() / images as f64;
+    let var = d.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / images as f64;
     Spread { range: max - min, std: var.sqrt(), images }
 }
 
