@@ -17,28 +17,18 @@ pub const LEAKY_SLOPE: f64 = 0.01;
 /// Taps of a 3×3 kernel: tap = (dy + 1)·3 + (dx + 1).
 pub const TAPS: usize = 9;
 
-/// Periodic neighbour tables of the 3×3 stencil.
+/// The periodic 3×3 stencil on an L × L lattice. A tap (dy, dx) rotates each row by dx and
+/// moves rows by dy, so im2col is a few contiguous copies per field.
 #[derive(Debug, Clone)]
 pub struct Geometry {
+    l: usize,
     v: usize,
-    /// `nbr[tap · V + x]` = the site x + (dy, dx) (mod L).
-    nbr: Vec<u32>,
 }
 
 impl Geometry {
     /// The stencil of `lattice`.
     pub fn new(lattice: &Lattice) -> Self {
-        let l = lattice.size();
-        let v = lattice.volume();
-        let mut nbr = vec![0u32; TAPS * v];
-        for tap in 0..TAPS {
-            let (dy, dx) = (tap / 3 + l - 1, tap % 3 + l - 1);
-            for x in 0..v {
-                let (x0, x1) = lattice.coords(x);
-                nbr[tap * v + x] = lattice.index((x0 + dy) % l, (x1 + dx) % l) as u32;
-            }
-        }
-        Geometry { v, nbr }
+        Geometry { l: lattice.size(), v: lattice.volume() }
     }
 
     /// The number of sites V.
@@ -46,43 +36,59 @@ impl Geometry {
         self.v
     }
 
-    /// col[(i·9 + tap)·N + b·V + x] = input[i·N + b·V + (x + tap offset)], for `cin` channels
-    /// of `n` fields (N = n·V).
-    pub fn im2col(&self, input: &[f64], cin: usize, n: usize, col: &mut [f64]) {
-        let v = self.v;
-        let nn = n * v;
+    /// The im2col matrix of fields `b0..b0 + nb` of a chunk whose channels have stride `nn`:
+    /// col[(i·9 + tap)·M + b·V + x] = input[i·nn + (b0 + b)·V + (x + tap offset)], M = nb·V.
+    pub fn im2col(&self, input: &[f64], cin: usize, nn: usize, b0: usize, nb: usize, col: &mut [f64]) {
+        let (l, v) = (self.l, self.v);
+        let m = nb * v;
         for i in 0..cin {
-            let inp = &input[i * nn..(i + 1) * nn];
-            for tap in 0..TAPS {
-                let nb = &self.nbr[tap * v..(tap + 1) * v];
-                let row = &mut col[(i * TAPS + tap) * nn..(i * TAPS + tap + 1) * nn];
-                for (dst, src) in row.chunks_exact_mut(v).zip(inp.chunks_exact(v)) {
-                    for (d, &j) in dst.iter_mut().zip(nb) {
-                        *d = src[j as usize];
+            let inp = &input[i * nn + b0 * v..i * nn + (b0 + nb) * v];
+            // the channel's 9 rows: dy = −1 (taps 0..3), 0 (3..6), +1 (6..9)
+            let block = &mut col[i * TAPS * m..(i + 1) * TAPS * m];
+            let (up, rest) = block.split_at_mut(3 * m);
+            let (mid, down) = rest.split_at_mut(3 * m);
+            for dxi in 0..3 {
+                let r = dxi * m..(dxi + 1) * m;
+                let (mid, up, down) = (&mut mid[r.clone()], &mut up[r.clone()], &mut down[r]);
+                for b in 0..nb {
+                    let f = b * v..(b + 1) * v;
+                    let (src, c) = (&inp[f.clone()], &mut mid[f.clone()]);
+                    // dy = 0: c[x0, x1] = src[x0, x1 + dx]
+                    match dxi {
+                        1 => c.copy_from_slice(src),
+                        2 => {
+                            c[..v - 1].copy_from_slice(&src[1..]);
+                            for x0 in 0..l {
+                                c[x0 * l + l - 1] = src[x0 * l];
+                            }
+                        }
+                        _ => {
+                            c[1..].copy_from_slice(&src[..v - 1]);
+                            for x0 in 0..l {
+                                c[x0 * l] = src[x0 * l + l - 1];
+                            }
+                        }
                     }
+                    // dy = ±1: whole rows of the dy = 0 image, moved cyclically
+                    let (u, d) = (&mut up[f.clone()], &mut down[f]);
+                    u[l..].copy_from_slice(&c[..v - l]);
+                    u[..l].copy_from_slice(&c[v - l..]);
+                    d[..v - l].copy_from_slice(&c[l..]);
+                    d[v - l..].copy_from_slice(&c[..l]);
                 }
             }
         }
     }
 
-    /// The adjoint of `im2col`: grad_in[i·N + b·V + (x + tap offset)] += gcol[(i·9 + tap)·N + b·V + x].
-    pub fn col2im_add(&self, gcol: &[f64], cin: usize, n: usize, grad_in: &mut [f64]) {
-        let v = self.v;
-        let nn = n * v;
-        for i in 0..cin {
-            let g = &mut grad_in[i * nn..(i + 1) * nn];
-            for tap in 0..TAPS {
-                let nb = &self.nbr[tap * v..(tap + 1) * v];
-                let row = &gcol[(i * TAPS + tap) * nn..(i * TAPS + tap + 1) * nn];
-                for (src, dst) in row.chunks_exact(v).zip(g.chunks_exact_mut(v)) {
-                    for (&s, &j) in src.iter().zip(nb) {
-                        dst[j as usize] += s;
-                    }
-                }
-            }
-        }
+    /// Fields per im2col block: enough sites to amortise a GEMM call, few enough that the
+    /// im2col matrix stays in cache (measured: 27 % of the time went to a chunk-wide im2col).
+    fn block(&self, n: usize) -> usize {
+        (BLOCK_SITES / self.v).clamp(1, n.max(1))
     }
 }
+
+/// Target sites per im2col block.
+const BLOCK_SITES: usize = 256;
 
 /// Shapes of the three convolutions of one coupling network and the offsets of their
 /// parameters in the layer's block: w1, b1, w2, b2, w3, b3, each weight `[cout][cin][3][3]`
@@ -116,12 +122,15 @@ impl CnnShape {
         (w, b, ci, co)
     }
     /// Scratch sizes for `n` fields.
-    pub fn work(&self, n: usize, v: usize) -> CnnWork {
+    pub fn work(&self, geo: &Geometry, n: usize) -> CnnWork {
+        let v = geo.v;
         let nn = n * v;
         let h = self.hidden;
+        let m = geo.block(n) * v;
         CnnWork {
-            col: vec![0.0; TAPS * h.max(1) * nn],
-            gcol: vec![0.0; TAPS * h.max(1) * nn],
+            // im2col of an input (≤ h channels) or of an output gradient (≤ max(h, 2) channels)
+            col: vec![0.0; TAPS * h.max(2) * m],
+            wflip: vec![0.0; TAPS * h * h.max(2)],
             g1: vec![0.0; h * nn],
             g2: vec![0.0; h * nn],
             gout: vec![0.0; 2 * nn],
@@ -133,36 +142,64 @@ impl CnnShape {
 #[derive(Debug, Clone)]
 pub struct CnnWork {
     col: Vec<f64>,
-    gcol: Vec<f64>,
+    wflip: Vec<f64>,
     g1: Vec<f64>,
     g2: Vec<f64>,
     gout: Vec<f64>,
 }
 
-/// One convolution: out (cout × N) = W (cout × cin·9) · col + b.
-fn conv_forward(w: &[f64], b: &[f64], cin: usize, cout: usize, col: &[f64], nn: usize, out: &mut [f64]) {
+/// One convolution of n fields (channels of stride N = n·V), by im2col and GEMM over blocks
+/// of fields: out (cout × N) = W (cout × cin·9) · col + b.
+#[allow(clippy::too_many_arguments)]
+fn conv_forward(
+    geo: &Geometry,
+    w: &[f64],
+    b: &[f64],
+    cin: usize,
+    cout: usize,
+    input: &[f64],
+    n: usize,
+    out: &mut [f64],
+    col: &mut [f64],
+) {
+    let v = geo.v;
+    let nn = n * v;
     let k = cin * TAPS;
     for (o, row) in out[..cout * nn].chunks_exact_mut(nn).enumerate() {
         row.fill(b[o]);
     }
-    f64::gemm(cout, k, nn, 1.0, w, k as isize, 1, col, nn as isize, 1, 1.0, out, nn as isize, 1);
+    let blk = geo.block(n);
+    for b0 in (0..n).step_by(blk) {
+        let nb = blk.min(n - b0);
+        let m = nb * v;
+        geo.im2col(input, cin, nn, b0, nb, col);
+        f64::gemm(cout, k, m, 1.0, w, k as isize, 1, col, m as isize, 1, 1.0, &mut out[b0 * v..], nn as isize, 1);
+    }
 }
 
-/// The adjoint of `conv_forward`: gw += gout · colᵀ, gb += Σ_n gout, gcol = Wᵀ · gout.
+/// The adjoint of `conv_forward`: gw += gout · colᵀ, gb += Σ_n gout, and
+/// grad_in (cin × N) = Wᵀ-convolution of gout. The latter is itself a convolution, with
+/// W'[i, o, tap] = W[o, i, 8 − tap] (the mirrored stencil), so it runs as im2col of gout and
+/// one GEMM, without a scatter.
 #[allow(clippy::too_many_arguments)]
 fn conv_backward(
+    geo: &Geometry,
     w: &[f64],
     cin: usize,
     cout: usize,
-    col: &[f64],
+    input: &[f64],
     gout: &[f64],
-    nn: usize,
+    n: usize,
     gw: &mut [f64],
     gb: &mut [f64],
-    gcol: &mut [f64],
+    grad_in: &mut [f64],
+    col: &mut [f64],
+    wflip: &mut [f64],
 ) {
+    let v = geo.v;
+    let nn = n * v;
     let k = cin * TAPS;
-    f64::gemm(cout, nn, k, 1.0, gout, nn as isize, 1, col, 1, nn as isize, 1.0, gw, k as isize, 1);
+    let kf = cout * TAPS;
     for (o, row) in gout[..cout * nn].chunks_exact(nn).enumerate() {
         let mut s = 0.0;
         for &g in row {
@@ -170,7 +207,23 @@ fn conv_backward(
         }
         gb[o] += s;
     }
-    f64::gemm(k, cout, nn, 1.0, w, 1, k as isize, gout, nn as isize, 1, 0.0, gcol, nn as isize, 1);
+    for i in 0..cin {
+        for o in 0..cout {
+            for tap in 0..TAPS {
+                wflip[i * kf + o * TAPS + tap] = w[o * k + i * TAPS + (TAPS - 1 - tap)];
+            }
+        }
+    }
+    let blk = geo.block(n);
+    for b0 in (0..n).step_by(blk) {
+        let nb = blk.min(n - b0);
+        let m = nb * v;
+        let go = &gout[b0 * v..];
+        geo.im2col(input, cin, nn, b0, nb, col);
+        f64::gemm(cout, m, k, 1.0, go, nn as isize, 1, col, 1, m as isize, 1.0, gw, k as isize, 1);
+        geo.im2col(gout, cout, nn, b0, nb, col);
+        f64::gemm(cin, kf, m, 1.0, wflip, kf as isize, 1, col, m as isize, 1, 0.0, &mut grad_in[b0 * v..], nn as isize, 1);
+    }
 }
 
 #[inline]
@@ -212,8 +265,7 @@ pub fn forward(
     let outs: [&mut [f64]; 3] = [a1, a2, st];
     for (j, out) in outs.into_iter().enumerate() {
         let (wr, br, ci, co) = shape.conv(j);
-        geo.im2col(input, ci, n, &mut work.col);
-        conv_forward(&p[wr], &p[br], ci, co, &work.col, nn, out);
+        conv_forward(geo, &p[wr], &p[br], ci, co, input, n, out, &mut work.col);
         if j < 2 {
             out[..co * nn].iter_mut().for_each(|x| *x = leaky(*x));
         } else {
@@ -246,30 +298,21 @@ pub fn backward(
     for ((go, &gs), &y) in work.gout[..2 * nn].iter_mut().zip(&gst[..2 * nn]).zip(&st[..2 * nn]) {
         *go = gs * (1.0 - y * y);
     }
-    let CnnWork { col, gcol, g1, g2, gout } = work;
+    let CnnWork { col, wflip, g1, g2, gout } = work;
     // conv 3: a2 → st
     let (wr, br, ci, co) = shape.conv(2);
-    geo.im2col(a2, ci, n, col);
     let (gw, gb) = split(g, &wr, &br);
-    conv_backward(&p[wr], ci, co, col, gout, nn, gw, gb, gcol);
-    g2[..h * nn].fill(0.0);
-    geo.col2im_add(gcol, ci, n, g2);
+    conv_backward(geo, &p[wr], ci, co, a2, gout, n, gw, gb, g2, col, wflip);
     g2[..h * nn].iter_mut().zip(&a2[..h * nn]).for_each(|(x, &a)| *x *= leaky_slope(a));
     // conv 2: a1 → a2
     let (wr, br, ci, co) = shape.conv(1);
-    geo.im2col(a1, ci, n, col);
     let (gw, gb) = split(g, &wr, &br);
-    conv_backward(&p[wr], ci, co, col, g2, nn, gw, gb, gcol);
-    g1[..h * nn].fill(0.0);
-    geo.col2im_add(gcol, ci, n, g1);
+    conv_backward(geo, &p[wr], ci, co, a1, g2, n, gw, gb, g1, col, wflip);
     g1[..h * nn].iter_mut().zip(&a1[..h * nn]).for_each(|(x, &a)| *x *= leaky_slope(a));
     // conv 1: u0 → a1
     let (wr, br, ci, co) = shape.conv(0);
-    geo.im2col(u0, ci, n, col);
     let (gw, gb) = split(g, &wr, &br);
-    conv_backward(&p[wr], ci, co, col, g1, nn, gw, gb, gcol);
-    gu0[..nn].fill(0.0);
-    geo.col2im_add(gcol, ci, n, gu0);
+    conv_backward(geo, &p[wr], ci, co, u0, g1, n, gw, gb, gu0, col, wflip);
 }
 
 /// The disjoint weight and bias slices of `g` (bias directly after weight).
@@ -333,9 +376,8 @@ mod tests {
             let b = noise(cout, 2);
             let inp = noise(cin * nn, 3);
             let mut col = vec![0.0; cin * 9 * nn];
-            geo.im2col(&inp, cin, n, &mut col);
             let mut out = vec![0.0; cout * nn];
-            conv_forward(&w, &b, cin, cout, &col, nn, &mut out);
+            conv_forward(&geo, &w, &b, cin, cout, &inp, n, &mut out, &mut col);
             let want = conv_direct(&lat, &w, &b, cin, cout, &inp, n);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-13, "L={l}: {a} vs {b}");
@@ -344,21 +386,33 @@ mod tests {
     }
 
     #[test]
-    fn col2im_is_the_adjoint_of_im2col() {
-        // <im2col(x), c> = <x, col2im(c)>
-        let lat = Lattice::new(4).unwrap();
-        let geo = Geometry::new(&lat);
-        let (cin, n) = (2, 3);
-        let nn = n * 16;
-        let x = noise(cin * nn, 4);
-        let c = noise(cin * 9 * nn, 5);
-        let mut col = vec![0.0; cin * 9 * nn];
-        geo.im2col(&x, cin, n, &mut col);
-        let mut back = vec![0.0; cin * nn];
-        geo.col2im_add(&c, cin, n, &mut back);
-        let lhs: f64 = col.iter().zip(&c).map(|(a, b)| a * b).sum();
-        let rhs: f64 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
-        assert!((lhs - rhs).abs() < 1e-10 * lhs.abs().max(1.0));
+    fn backward_is_the_adjoint_of_forward() {
+        // conv is linear in (x, w, b): <conv(x), g> = <x, grad_in> + <w, gw> + <b, gb> − ... with
+        // each part checked by switching the others off
+        for l in [2, 3, 4] {
+            let lat = Lattice::new(l).unwrap();
+            let geo = Geometry::new(&lat);
+            let (cin, cout, n) = (3, 2, 5);
+            let nn = n * lat.volume();
+            let x = noise(cin * nn, 4);
+            let g = noise(cout * nn, 5);
+            let w = noise(cout * cin * 9, 6);
+            let b = noise(cout, 7);
+            let mut col = vec![0.0; 9 * cin.max(cout) * nn];
+            let mut out = vec![0.0; cout * nn];
+            conv_forward(&geo, &w, &b, cin, cout, &x, n, &mut out, &mut col);
+            let lhs: f64 = out.iter().zip(&g).map(|(a, c)| a * c).sum();
+            let (mut gw, mut gb, mut gx) = (vec![0.0; w.len()], vec![0.0; cout], vec![0.0; cin * nn]);
+            let mut wflip = vec![0.0; w.len()];
+            conv_backward(&geo, &w, cin, cout, &x, &g, n, &mut gw, &mut gb, &mut gx, &mut col, &mut wflip);
+            let dot = |a: &[f64], c: &[f64]| a.iter().zip(c).map(|(p, q)| p * q).sum::<f64>();
+            // out = A(w) x + b, bilinear in (w, x): <out, g> = <x, gx> + <b, gb> = <w, gw> + <b, gb>
+            let via_x = dot(&x, &gx) + dot(&b, &gb);
+            let via_w = dot(&w, &gw) + dot(&b, &gb);
+            assert!((lhs - via_x).abs() < 1e-11 * lhs.abs().max(1.0), "L={l}: {lhs} vs {via_x}");
+            assert!((lhs - via_w).abs() < 1e-11 * lhs.abs().max(1.0), "L={l}: {lhs} vs {via_w}");
+            assert!((gb[0] - g[..nn].iter().sum::<f64>()).abs() < 1e-12);
+        }
     }
 
     #[test]

@@ -43,8 +43,9 @@ pub struct CouplingWork {
 
 impl CouplingWork {
     /// Buffers for n fields.
-    pub fn new(shape: CnnShape, n: usize, v: usize) -> Self {
-        CouplingWork { cnn: shape.work(n, v), gst: vec![0.0; 2 * n * v], gu0: vec![0.0; n * v] }
+    pub fn new(shape: CnnShape, geo: &Geometry, n: usize) -> Self {
+        let v = geo.volume();
+        CouplingWork { cnn: shape.work(geo, n), gst: vec![0.0; 2 * n * v], gu0: vec![0.0; n * v] }
     }
 }
 

@@ -66,7 +66,7 @@ impl Network {
             cur: vec![0.0; n * self.v],
             next: vec![0.0; n * self.v],
             scratch: LayerTape::new(self.shape, n, self.v),
-            coupling: CouplingWork::new(self.shape, n, self.v),
+            coupling: CouplingWork::new(self.shape, &self.geo, n),
             n,
         }
     }
