@@ -222,7 +222,22 @@ fn conv_backward(
         geo.im2col(input, cin, nn, b0, nb, col);
         f64::gemm(cout, m, k, 1.0, go, nn as isize, 1, col, 1, m as isize, 1.0, gw, k as isize, 1);
         geo.im2col(gout, cout, nn, b0, nb, col);
-        f64::gemm(cin, kf, m, 1.0, wflip, kf as isize, 1, col, m as isize, 1, 0.0, &mut grad_in[b0 * v..], nn as isize, 1);
+        f64::gemm(
+            cin,
+            kf,
+            m,
+            1.0,
+            wflip,
+            kf as isize,
+            1,
+            col,
+            m as isize,
+            1,
+            0.0,
+            &mut grad_in[b0 * v..],
+            nn as isize,
+            1,
+        );
     }
 }
 

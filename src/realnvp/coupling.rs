@@ -90,7 +90,7 @@ impl Coupling {
         self.mask_input(x, n, &mut tape.u0);
         cnn::forward(shape, geo, p, &tape.u0, n, &mut tape.a1, &mut tape.a2, &mut tape.st, &mut work.cnn);
         let (s, t) = tape.st.split_at(nn);
-        for b in 0..n {
+        for (b, out) in logdet[..n].iter_mut().enumerate() {
             let mut ld = 0.0;
             for (i, &m) in self.frozen.iter().enumerate() {
                 let k = b * v + i;
@@ -101,7 +101,7 @@ impl Coupling {
                     y[k] = x[k];
                 }
             }
-            logdet[b] += ld;
+            *out += ld;
         }
     }
 
@@ -125,7 +125,7 @@ impl Coupling {
         self.mask_input(y, n, &mut tape.u0);
         cnn::forward(shape, geo, p, &tape.u0, n, &mut tape.a1, &mut tape.a2, &mut tape.st, &mut work.cnn);
         let (s, t) = tape.st.split_at(nn);
-        for b in 0..n {
+        for (b, out) in logdet[..n].iter_mut().enumerate() {
             let mut ld = 0.0;
             for (i, &m) in self.frozen.iter().enumerate() {
                 let k = b * v + i;
@@ -136,7 +136,7 @@ impl Coupling {
                     x[k] = y[k];
                 }
             }
-            logdet[b] += ld;
+            *out += ld;
         }
     }
 

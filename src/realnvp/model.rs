@@ -378,8 +378,8 @@ fn initial_params(net: &Network, seed: u64) -> Vec<f64> {
         for conv in 0..3 {
             let (w, b, cin, _) = shape.conv(conv);
             let bound = 1.0 / ((cin * TAPS) as f64).sqrt();
-            for j in w.start..b.end {
-                block[j] = bound * (2.0 * rng.uniform(j as u32) - 1.0);
+            for (j, x) in block.iter_mut().enumerate().take(b.end).skip(w.start) {
+                *x = bound * (2.0 * rng.uniform(j as u32) - 1.0);
             }
         }
     }
