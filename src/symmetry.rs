@@ -22,12 +22,11 @@ pub struct Spread {
 /// the flip, without the duplicates that coincide as maps at L = 2 (SPEC §3.1).
 pub fn distinct_symmetries(lattice: &Lattice) -> Vec<Symmetry> {
     let probe: Vec<f64> = (0..lattice.volume()).map(|i| i as f64).collect();
-    let mut seen: Vec<Vec<f64>> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for s in lattice.symmetries() {
-        let img = lattice.transform(s, &probe);
-        if !seen.contains(&img) {
-            seen.push(img);
+        let image: Vec<u64> = lattice.transform(s, &probe).iter().map(|x| x.to_bits()).collect();
+        if seen.insert(image) {
             out.push(s);
         }
     }
@@ -36,28 +35,48 @@ pub fn distinct_symmetries(lattice: &Lattice) -> Vec<Symmetry> {
     out
 }
 
+/// Values per call of the log q function (32 MB of images), so large lattices stream.
+const BATCH_VALUES: usize = 1 << 22;
+
 /// For each configuration in `configs` (n × V), log q of all its distinct symmetry images,
-/// evaluated with `log_prob` (one call per configuration, on all its images at once), and
-/// the spread of those values. An image set with a non-finite log q gives NaN.
+/// evaluated with `log_prob` (on batches of images, in order: one call per configuration
+/// unless 16·L²·V exceeds 2²² values), and the spread of those values. An image set with a
+/// non-finite log q gives NaN.
 pub fn symmetry_stats(
+    log_prob: impl FnMut(&[f64]) -> Result<Vec<f64>>,
+    lattice: &Lattice,
+    configs: &[f64],
+) -> Result<Vec<Spread>> {
+    stats_batched(log_prob, lattice, configs, BATCH_VALUES)
+}
+
+fn stats_batched(
     mut log_prob: impl FnMut(&[f64]) -> Result<Vec<f64>>,
     lattice: &Lattice,
     configs: &[f64],
+    batch_values: usize,
 ) -> Result<Vec<Spread>> {
     let v = lattice.volume();
     if configs.len() % v != 0 {
         return Err(Error::length("symmetry_spread: configs", configs.len(), v * (configs.len() / v + 1)));
     }
     let syms = distinct_symmetries(lattice);
-    let mut images = vec![0.0; syms.len() * v];
+    let per_call = (batch_values / v).clamp(1, syms.len());
+    let mut images = vec![0.0; per_call * v];
     let mut out = Vec::with_capacity(configs.len() / v);
+    let mut lq = Vec::with_capacity(syms.len());
     for phi in configs.chunks_exact(v) {
-        for (&s, img) in syms.iter().zip(images.chunks_exact_mut(v)) {
-            img.copy_from_slice(&lattice.transform(s, phi));
-        }
-        let lq = log_prob(&images)?;
-        if lq.len() != syms.len() {
-            return Err(Error::length("symmetry_spread: log_prob result", lq.len(), syms.len()));
+        lq.clear();
+        for batch in syms.chunks(per_call) {
+            let imgs = &mut images[..batch.len() * v];
+            for (&s, img) in batch.iter().zip(imgs.chunks_exact_mut(v)) {
+                img.copy_from_slice(&lattice.transform(s, phi));
+            }
+            let q = log_prob(imgs)?;
+            if q.len() != batch.len() {
+                return Err(Error::length("symmetry_spread: log_prob result", q.len(), batch.len()));
+            }
+            lq.extend(q);
         }
         out.push(spread(&lq));
     }
@@ -118,5 +137,15 @@ mod tests {
         assert!(symmetry_spread(inv, &lat, &phi[..15]).is_err());
         let bad = |_: &[f64]| Ok(vec![0.0; 3]);
         assert!(symmetry_spread(bad, &lat, &phi).is_err());
+        // batches of 5 images give the same numbers as one call per configuration
+        let mut calls = 0;
+        let counted = |p: &[f64]| {
+            calls += 1;
+            site0(p)
+        };
+        assert_eq!(stats_batched(counted, &lat, &phi, 5 * 16).unwrap(), symmetry_stats(site0, &lat, &phi).unwrap());
+        assert_eq!(calls, 2 * 256_usize.div_ceil(5));
+        let nan = |p: &[f64]| Ok(p.chunks(16).map(|c| if c[0] > 0.5 { f64::NAN } else { 0.0 }).collect());
+        assert!(symmetry_spread(nan, &lat, &phi).unwrap().iter().all(|r| r.is_nan()));
     }
 }

@@ -374,4 +374,14 @@ fn bad_input_is_an_error_not_a_panic() {
     f.set_params(&wild).unwrap();
     let s = f.sample(16).unwrap();
     assert!(s.phi.iter().all(|x| x.is_finite()) && s.log_q.iter().all(|x| x.is_finite()));
+    // overflowing parameters give non-finite proposals, returned as they are for the caller
+    // to reject; training refuses the step and keeps the parameters
+    let huge: Vec<f64> = noise(n, 14).iter().map(|x| 1e307 * x).collect();
+    f.set_params(&huge).unwrap();
+    let s = f.sample(16).unwrap();
+    assert_eq!(s.log_q.len(), 16);
+    assert!(s.log_q.iter().chain(&s.action).any(|x| !x.is_finite()));
+    assert!(f.ess(16).unwrap().is_nan());
+    assert_eq!(f.train_step().unwrap_err().status, Status::NonFinite);
+    assert_eq!(f.params(), &huge[..]);
 }
