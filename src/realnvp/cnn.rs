@@ -4,8 +4,8 @@
 //!
 //! Convolutions follow PyTorch's `Conv2d` (a cross-correlation) with circular padding:
 //! out[o, x] = b[o] + Σ_i Σ_{dy,dx ∈ {−1,0,1}} w[o, i, dy+1, dx+1] · in[i, x0+dy, x1+dx],
-//! with x0 the slow (row) axis as in SPEC §1. They run as im2col followed by one GEMM
-//! over a chunk of fields; activations are stored channel-major, then field, then site:
+//! with x0 the slow (row) axis as in SPEC §1. They run as im2col followed by a GEMM, over
+//! blocks of a few fields; activations are stored channel-major, then field, then site:
 //! `act[c · N + b · V + x]` with N = n_fields · V.
 
 use crate::lattice::Lattice;

@@ -101,8 +101,8 @@ pub struct ParamGroup {
     pub range: Range<usize>,
 }
 
-/// A RealNVP flow (SPEC §7) with its optimiser state. Cloning is cheap apart from the
-/// parameters; clones share the thread pool.
+/// A RealNVP flow (SPEC §7) with its optimiser state. A clone copies the parameters and
+/// Adam's moments and shares the geometry and the thread pool.
 #[derive(Clone)]
 pub struct RealNvp {
     /// Configuration it was created with.
