@@ -18,5 +18,7 @@ pub use action::{Action, Couplings};
 pub use error::{Error, Result, Status};
 pub use lattice::Lattice;
 pub mod real;
+pub mod realnvp;
 pub mod sincos;
+pub mod symmetry;
 pub mod train;
