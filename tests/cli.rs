@@ -1,0 +1,221 @@
+//! Drives the `eqflow` binary: training, exact resume, JSON output, one-line errors, `.npy`
+//! output and the report's plots.
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn exe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_eqflow"))
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("eqflow-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    exe().args(args).output().expect("the eqflow binary runs")
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.trim().lines().count(), 1, "stdout must be exactly one JSON object: {out}");
+    serde_json::from_str(out.trim()).expect("stdout parses as JSON")
+}
+
+const THEORY: [&str; 6] = ["--lattice", "4", "--m2", "-4", "--lambda", "8"];
+
+fn train(out: &Path, steps: &str, resume: Option<&Path>) -> serde_json::Value {
+    let out = out.to_str().unwrap();
+    let mut args = vec!["train", "--steps", steps, "--out", out, "--threads", "2", "--ess-samples", "50", "--json"];
+    match resume {
+        Some(r) => args.extend(["--resume", r.to_str().unwrap()]),
+        None => args.extend(THEORY.iter().copied().chain(["--batch", "16"])),
+    }
+    json_of(&run(&args))
+}
+
+#[test]
+fn train_resume_is_exact_and_json_has_the_fields() {
+    let d = dir("train");
+    let (a, b) = (d.join("a.safetensors"), d.join("b.safetensors"));
+    let ja = train(&a, "8", None);
+    for k in ["flow", "log", "steps_done", "seconds", "loss", "ess", "interrupted"] {
+        assert!(ja.get(k).is_some(), "train --json lacks '{k}': {ja}");
+    }
+    assert_eq!(ja["steps_done"], 8);
+    train(&b, "3", None);
+    let jb = train(&b, "8", Some(&b));
+    assert_eq!(jb["steps_done"], 8);
+    let (fa, fb) = (eqflow::io::load(&a, 1).unwrap(), eqflow::io::load(&b, 1).unwrap());
+    assert_eq!(fa.params(), fb.params(), "a resumed run must equal the uninterrupted one bit for bit");
+    assert_eq!(fa.adam.m, fb.adam.m);
+    // the log holds one line per step of both invocations
+    let log = std::fs::read_to_string(d.join("b.safetensors.log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 8);
+    // changing the theory or batch on resume is refused
+    let o = run(&[
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--steps",
+        "9",
+        "--out",
+        b.to_str().unwrap(),
+        "--lattice",
+        "6",
+        "--m2",
+        "-4",
+        "--lambda",
+        "8",
+    ]);
+    assert_one_line_error(&o, "L = 4");
+}
+
+fn assert_one_line_error(o: &Output, needle: &str) {
+    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    assert!(lines[0].starts_with("eqflow: error:"), "{err}");
+    assert!(lines[0].contains(needle), "'{needle}' missing in: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn bad_arguments_give_one_line_and_exit_2() {
+    let d = dir("bad");
+    let out = d.join("x.safetensors");
+    let o = out.to_str().unwrap();
+    assert_one_line_error(&run(&["train", "--preset", "L7", "--out", o]), "unknown preset 'L7'");
+    assert_one_line_error(&run(&["train", "--lattice", "4", "--m2", "-4", "--lambda", "-1", "--out", o]), "lambda");
+    assert_one_line_error(&run(&["train", "--lattice", "4", "--out", o]), "--m2");
+    assert_one_line_error(&run(&["train", "--preset", "L6", "--arch", "deep", "--out", o]), "unknown architecture");
+    assert_one_line_error(&run(&["sample", "--flow", d.join("missing").to_str().unwrap()]), "missing");
+    std::fs::write(&out, b"not a flow").unwrap();
+    assert_one_line_error(&run(&["sample", "--flow", o]), "safetensors");
+    assert_one_line_error(&run(&["train", "--presett", "L6", "--out", o]), "--presett");
+    assert_one_line_error(&run(&["hmc", "--preset", "L6", "--n", "3"]), "--n 3");
+}
+
+#[test]
+fn sample_hmc_reweight_and_report() {
+    let d = dir("sample");
+    let f = d.join("f.safetensors");
+    train(&f, "20", None);
+    let fs = f.to_str().unwrap();
+    let npy = d.join("c.npy");
+    let s = json_of(&run(&[
+        "sample",
+        "--flow",
+        fs,
+        "--n",
+        "600",
+        "--flip",
+        "--out",
+        npy.to_str().unwrap(),
+        "--every",
+        "3",
+        "--dtype",
+        "f16",
+        "--reweight",
+        "500",
+        "--json",
+    ]));
+    for k in ["acceptance", "ess", "stats", "summary", "reweighted", "proposals_per_second"] {
+        assert!(s.get(k).is_some(), "sample --json lacks '{k}'");
+    }
+    assert!(s["summary"]["chi2"]["value"].as_f64().unwrap().is_finite());
+    assert!(s["summary"]["tau_int_abs_m"].as_f64().is_some());
+    assert!(s["stats"]["flips_proposed"].as_u64().unwrap() > 200);
+    // .npy: magic, header shape (200, 4, 4), float16 payload
+    let bytes = std::fs::read(&npy).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    assert!(header.contains("'descr': '<f2'") && header.contains("'shape': (200, 4, 4)"), "{header}");
+    assert_eq!((10 + hlen) % 64, 0);
+    assert_eq!(bytes.len(), 10 + hlen + 200 * 16 * 2);
+
+    let hmc = json_of(&run(&["hmc", "--lattice", "4", "--m2", "-4", "--lambda", "8", "--n", "2000", "--json"]));
+    assert!(hmc["summary"]["l_m_p"]["value"].as_f64().is_some());
+    let hmc_path = d.join("hmc.json");
+    std::fs::write(&hmc_path, hmc.to_string()).unwrap();
+    let r = json_of(&run(&["reweight", "--flow", fs, "--n", "400", "--delta-lambda", "0.5", "--json"]));
+    assert!(r["reweighted"]["log_z"]["value"].as_f64().unwrap().is_finite());
+
+    let rep = d.join("report");
+    let o = run(&[
+        "report",
+        "--flow",
+        fs,
+        "--hmc",
+        hmc_path.to_str().unwrap(),
+        "--n",
+        "300",
+        "--out",
+        rep.to_str().unwrap(),
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("no TrueType font") {
+        eprintln!("skipped the report check: {err}");
+    } else {
+        let j = json_of(&o);
+        let files = j["files"].as_array().unwrap();
+        assert_eq!(files.len(), 8, "{j}");
+        for name in ["training", "correlator", "magnetization", "log_weights"] {
+            for ext in ["svg", "png"] {
+                let p = rep.join(format!("{name}.{ext}"));
+                let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                assert!(len > 1000, "{} is empty or missing", p.display());
+            }
+        }
+        let png = std::fs::read(rep.join("correlator.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+    // an HMC reference for another lattice size is refused in one line
+    let h6 = d.join("hmc6.json");
+    let mut other = hmc.clone();
+    other["summary"]["l"] = 6.into();
+    std::fs::write(&h6, other.to_string()).unwrap();
+    assert_one_line_error(
+        &run(&["report", "--flow", fs, "--hmc", h6.to_str().unwrap(), "--out", rep.to_str().unwrap()]),
+        "L = 6",
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
+    let d = dir("sigint");
+    let f = d.join("f.safetensors");
+    let child = exe()
+        .args(["train", "--steps", "1000000", "--out", f.to_str().unwrap(), "--batch", "8"])
+        .args(THEORY)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = d.join("f.safetensors.log.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |s| s.lines().count()) < 3 {
+        assert!(t0.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child process
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted") && err.contains("--resume"), "{err}");
+    let flow = eqflow::io::load(&f, 1).unwrap();
+    assert!(flow.steps_done >= 3);
+    let lines = std::fs::read_to_string(&log).unwrap().lines().count() as u64;
+    assert_eq!(lines, flow.steps_done, "every logged step is in the checkpoint");
+}
