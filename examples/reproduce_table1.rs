@@ -3,7 +3,7 @@
 //! paper's numbers.
 //!
 //! EQFLOW_OUT=out cargo run --release --example reproduce_table1 -- [--minutes M] [--proposals N]
-//!     [--coarse-fraction F] [--threads K] L...
+//!     [--coarse-fraction F] [--decay D] [--threads K] [--load 1] L...
 //! writes out/train_L*.csv (ESS against wall time), out/flow_L*.safetensors and the table.
 //! (default: L = 6 12, 10 minutes of training each, 1e5 proposals)
 
@@ -12,6 +12,8 @@ use eqflow::flow::{Flow, FlowConfig};
 use eqflow::mcmc::hmc::{Hmc, HmcParams};
 use eqflow::mcmc::metropolis::Chain;
 use eqflow::observables::{summarize, ChainSummary, Measurements};
+use eqflow::reweight::reweight_samples;
+use eqflow::train::Schedule;
 use eqflow::{Couplings, Lattice};
 use std::time::Instant;
 
@@ -50,13 +52,17 @@ fn main() {
     let threads = take("--threads", 0.0) as usize;
     // with --load 1, skip training and use out/flow_L*.safetensors from an earlier run
     let load = take("--load", 0.0) > 0.0;
-    // HMC is cheap per trajectory at small L: cap what it keeps in memory
-    let hmc_cap = take("--hmc-max", 2e6) as usize;
+    // the learning rate falls by this factor over the training budget (exponential decay,
+    // its rate set from the speed of the first steps)
+    let decay = take("--decay", 10.0);
     let out_dir = std::path::PathBuf::from(std::env::var("EQFLOW_OUT").unwrap_or_else(|_| "out".into()));
     std::fs::create_dir_all(&out_dir).unwrap();
     let sizes: Vec<usize> =
         if args.is_empty() { vec![6, 12] } else { args.iter().map(|a| a.parse().expect("L")).collect() };
     let mut out = String::new();
+    let mut rw_lines = String::from(
+        "| L | estimator | n | ESS | χ2 | L·m_p | log Z | wall s |\n|---|---|---|---|---|---|---|---|\n",
+    );
     out += "| L | sampler | train min | ESS | acceptance | n | χ2 | L·m_p | τ_int |M| | τ_int χ2 | wall s | indep. samples/s | paper χ2 | paper L·m_p | paper acc | paper ESS |\n";
     out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for &l in &sizes {
@@ -79,8 +85,17 @@ fn main() {
             let mut step = 0;
             let mut csv = String::from("step,seconds,ode_steps,loss,batch_ess,fresh_ess\n");
             let mut last_eval = f64::NEG_INFINITY;
-            while t0.elapsed().as_secs_f64() < minutes * 60.0 {
+            let budget = minutes * 60.0;
+            while t0.elapsed().as_secs_f64() < budget {
                 let secs = t0.elapsed().as_secs_f64();
+                if step == 10 && decay > 1.0 {
+                    // expected steps: coarse part at the measured speed, fine part ~3× slower
+                    let per_step = secs / 10.0;
+                    let expected = coarse * budget / per_step + (1.0 - coarse) * budget / (3.0 * per_step);
+                    let decay_steps = expected / decay.log10();
+                    flow.config.train.schedule = Schedule::Exponential { decay_steps };
+                    eprintln!("L={l}: ~{expected:.0} steps expected; lr decays tenfold every {decay_steps:.0} steps");
+                }
                 if secs > coarse * minutes * 60.0 && flow.config.arch.ode_steps != fine_steps {
                     flow.set_ode_steps(fine_steps).unwrap();
                 }
@@ -109,17 +124,25 @@ fn main() {
         eprintln!("L={l}: ESS {ess:.3} on 4000 fresh samples");
 
         let t1 = Instant::now();
+        // measurements stream into the chain's bounded records
         let mut chain = Chain::new(&flow, 7);
-        let mut meas = Measurements::new(l).unwrap();
-        chain.run(proposals, |st, _| meas.push(&st.phi).unwrap()).unwrap();
+        chain.step_quietly(proposals).unwrap();
         let flow_secs = t1.elapsed().as_secs_f64();
         let flow_row = Row {
             sampler: "flow",
             ess,
             acc: chain.stats().acceptance(),
-            s: summarize(&meas).unwrap(),
+            s: chain.observables().unwrap(),
             secs: flow_secs,
         };
+        // reweighting independent samples (no chain): the same physics, delta-method errors
+        let t_rw = Instant::now();
+        let rw = reweight_samples(&flow.sample(proposals.min(50_000) as usize).unwrap(), l, 0.0).unwrap();
+        rw_lines += &format!(
+            "| {l} | reweighted flow samples | {} | {:.3} | {:.4} ± {:.4} | {:.3} ± {:.3} | {:.4} ± {:.4} | {:.0} |\n",
+            rw.n, rw.ess, rw.chi2.value, rw.chi2.error, rw.l_m_p.value, rw.l_m_p.error, rw.log_z.value,
+            rw.log_z.error, t_rw.elapsed().as_secs_f64()
+        );
 
         // HMC for the same wall-clock time
         let action = Action::new(Lattice::new(l).unwrap(), c);
@@ -131,7 +154,7 @@ fn main() {
         }
         let mut hm = Measurements::new(l).unwrap();
         let (p0, a0) = (hmc.proposed(), hmc.accepted());
-        while (t2.elapsed().as_secs_f64() < flow_secs && hm.len() < hmc_cap) || hm.len() < 1000 {
+        while t2.elapsed().as_secs_f64() < flow_secs || hm.len() < 1000 {
             hmc.trajectory().unwrap();
             hm.push(hmc.state()).unwrap();
         }
@@ -172,6 +195,7 @@ fn main() {
         eprintln!("{out}");
     }
     println!("{out}");
-    println!("(HMC ran for the flow chain's wall time, or until it had --hmc-max configurations;");
-    println!(" independent samples/s = n / (2 τ_int(|M|)) / wall time)");
+    println!("(HMC ran for the flow chain's wall time; measurements of both chains stream into bounded");
+    println!(" records; independent samples/s = n / (2 τ_int(|M|)) / wall time)\n");
+    println!("{rw_lines}");
 }

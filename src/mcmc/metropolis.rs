@@ -197,6 +197,11 @@ impl Chain {
         Ok(())
     }
 
+    /// Runs `n` steps, keeping only the streamed measurements and counters.
+    pub fn step_quietly(&mut self, n: u64) -> Result<()> {
+        self.run(n, |_, _| {})
+    }
+
     /// Runs `n` steps and returns the accept flags.
     pub fn step(&mut self, n: u64) -> Result<Vec<bool>> {
         let mut flags = Vec::with_capacity(n as usize);
