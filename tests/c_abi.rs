@@ -1,6 +1,6 @@
-//! Drives the C ABI from C, C++, Fortran and Julia: builds the programs in tests/c, examples/
-//! and bindings/ against target/<profile>/libeqflow.so, runs them, and checks their output
-//! (for the C misuse test, numbers equal to the Rust API's for the same seeds).
+//! Drives the C ABI from C, C++, Fortran and Julia: builds the programs in tests/c, tests/cpp,
+//! tests/fortran, examples/ and bindings/ against target/<profile>/libeqflow.so, runs them, and
+//! checks their output (for the C misuse test, numbers equal to the Rust API's for the same seeds).
 
 use eqflow::flow::{Flow, FlowConfig};
 use eqflow::mcmc::metropolis::Chain;
@@ -290,4 +290,26 @@ fn c_two_threads_on_one_flow_get_busy() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}");
     assert!(stdout.contains("threads: ok"), "{stdout}");
+}
+
+#[test]
+fn fortran_bindings_of_the_newer_functions() {
+    if !on_path("gfortran") {
+        eprintln!("skipped fortran: gfortran not found");
+        return;
+    }
+    let dir = scratch("fortran_new_api");
+    let exe = dir.join("new_api");
+    let modules = format!("-J{}", dir.display());
+    build(
+        "gfortran",
+        &["-std=f2008", "-Wall", &modules],
+        &[root().join("bindings/fortran/eqflow.f90"), root().join("tests/fortran/new_api.f90")],
+        &exe,
+        &[],
+    );
+    let out = run(Command::new(&exe).current_dir(&dir));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("new_api: ok"), "{stdout}");
 }

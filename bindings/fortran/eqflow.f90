@@ -37,6 +37,11 @@ module eqflow
   integer(c_int32_t), parameter :: EQFLOW_FEATURES_NON_ODD = 2
   integer(c_int32_t), parameter :: EQFLOW_PRECISION_F64 = 0
   integer(c_int32_t), parameter :: EQFLOW_PRECISION_F32 = 1
+  integer(c_int32_t), parameter :: EQFLOW_LAYOUT_X1_FASTEST = 0   ! index = x0*L + x1 (C order)
+  integer(c_int32_t), parameter :: EQFLOW_LAYOUT_X0_FASTEST = 1   ! index = x1*L + x0: phi(0:L-1, 0:L-1) as phi(x0, x1)
+  integer(c_int32_t), parameter :: EQFLOW_LAYOUT_EVEN_ODD = 2     ! even sites first, then odd, each x1 fastest
+  integer(c_int32_t), parameter :: EQFLOW_COUPLINGS_STANDARD = 0  ! (m2, lambda)
+  integer(c_int32_t), parameter :: EQFLOW_COUPLINGS_HOPPING = 1   ! (kappa, lambda_tilde); fields phi/sqrt(kappa)
 
   type, bind(C) :: eqflow_context_params
     integer(c_size_t) :: struct_size
@@ -60,6 +65,11 @@ module eqflow
     integer(c_int64_t) :: seed          ! uint64_t in C
     integer(c_int32_t) :: architecture
     integer(c_int32_t) :: precision
+    ! appended in version 2 (a version-1 caller sets struct_size to the offset of layout)
+    integer(c_int32_t) :: layout         ! EQFLOW_LAYOUT_*
+    integer(c_int32_t) :: couplings_form ! EQFLOW_COUPLINGS_*
+    real(c_double) :: kappa
+    real(c_double) :: lambda_tilde
   end type
 
   type, bind(C) :: eqflow_train_stats
@@ -75,6 +85,59 @@ module eqflow
     integer(c_int64_t) :: proposed      ! uint64_t in C
     integer(c_int64_t) :: accepted      ! uint64_t in C
     real(c_double) :: acceptance
+    ! appended in version 2
+    integer(c_int64_t) :: non_finite      ! uint64_t in C
+    integer(c_int64_t) :: flips_proposed  ! uint64_t in C
+    integer(c_int64_t) :: flips_accepted  ! uint64_t in C
+    integer(c_int64_t) :: measured        ! uint64_t in C
+  end type
+
+  ! Observables with errors (eqflow_chain_observables, eqflow_observables_compute); set
+  ! struct_size = c_sizeof(ob) before the call.
+  type, bind(C) :: eqflow_observables
+    integer(c_size_t) :: struct_size
+    integer(c_int64_t) :: n             ! uint64_t in C
+    real(c_double) :: abs_m
+    real(c_double) :: abs_m_err
+    real(c_double) :: chi2
+    real(c_double) :: chi2_err
+    real(c_double) :: l_m_p
+    real(c_double) :: l_m_p_err
+    real(c_double) :: xi
+    real(c_double) :: xi_err
+    real(c_double) :: binder
+    real(c_double) :: binder_err
+    real(c_double) :: tau_int_abs_m
+    real(c_double) :: tau_int_chi2
+  end type
+
+  ! Reweighted estimates of eqflow_flow_reweight; set struct_size = c_sizeof(rw) before the call.
+  type, bind(C) :: eqflow_reweighted
+    integer(c_size_t) :: struct_size
+    integer(c_int64_t) :: n             ! uint64_t in C
+    real(c_double) :: ess
+    real(c_double) :: log_z
+    real(c_double) :: log_z_err
+    real(c_double) :: m
+    real(c_double) :: m_err
+    real(c_double) :: abs_m
+    real(c_double) :: abs_m_err
+    real(c_double) :: chi2
+    real(c_double) :: chi2_err
+    real(c_double) :: binder
+    real(c_double) :: binder_err
+    real(c_double) :: l_m_p
+    real(c_double) :: l_m_p_err
+  end type
+
+  type, bind(C) :: eqflow_hmc_params
+    integer(c_size_t) :: struct_size
+    integer(c_int32_t) :: lattice_size
+    real(c_double) :: m2
+    real(c_double) :: lambda
+    real(c_double) :: step_size
+    integer(c_int32_t) :: n_leapfrog
+    integer(c_int64_t) :: seed          ! uint64_t in C
   end type
 
   interface
@@ -160,6 +223,28 @@ module eqflow
       integer(c_size_t), value :: action_len
       integer(c_int32_t) :: eqflow_flow_sample
     end function
+    ! eqflow_flow_sample with a real(c_float) field buffer (phi: c_loc of a real(c_float) array)
+    function eqflow_flow_sample_float(flow, n, phi, phi_len, log_q, log_q_len, action, action_len) &
+        bind(C, name="eqflow_flow_sample_float")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: flow
+      integer(c_size_t), value :: n
+      type(c_ptr), value :: phi
+      integer(c_size_t), value :: phi_len
+      type(c_ptr), value :: log_q
+      integer(c_size_t), value :: log_q_len
+      type(c_ptr), value :: action
+      integer(c_size_t), value :: action_len
+      integer(c_int32_t) :: eqflow_flow_sample_float
+    end function
+    function eqflow_flow_reweight(flow, n_samples, delta_lambda, out) bind(C, name="eqflow_flow_reweight")
+      import :: c_ptr, c_size_t, c_int32_t, c_double, eqflow_reweighted
+      type(c_ptr), value :: flow
+      integer(c_size_t), value :: n_samples
+      real(c_double), value :: delta_lambda
+      type(eqflow_reweighted), intent(inout) :: out
+      integer(c_int32_t) :: eqflow_flow_reweight
+    end function
     function eqflow_flow_log_prob(flow, phi, phi_len, log_q, log_q_len) bind(C, name="eqflow_flow_log_prob")
       import :: c_ptr, c_size_t, c_int32_t, c_double
       type(c_ptr), value :: flow
@@ -223,6 +308,49 @@ module eqflow
       type(c_ptr), value :: out_stats
       integer(c_int32_t) :: eqflow_chain_step
     end function
+    ! bounded memory: every save_every-th field into phi_out (c_null_ptr with 0 when save_every = 0);
+    ! out_stats: c_loc(stats) or c_null_ptr
+    function eqflow_chain_run(chain, n_steps, save_every, phi_out, phi_out_len, out_stats) &
+        bind(C, name="eqflow_chain_run")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: chain
+      integer(c_size_t), value :: n_steps
+      integer(c_size_t), value :: save_every
+      type(c_ptr), value :: phi_out
+      integer(c_size_t), value :: phi_out_len
+      type(c_ptr), value :: out_stats
+      integer(c_int32_t) :: eqflow_chain_run
+    end function
+    function eqflow_chain_set_flip(chain, on) bind(C, name="eqflow_chain_set_flip")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: chain
+      integer(c_int32_t), value :: on
+      integer(c_int32_t) :: eqflow_chain_set_flip
+    end function
+    function eqflow_chain_observables(chain, out) bind(C, name="eqflow_chain_observables")
+      import :: c_ptr, c_int32_t, eqflow_observables
+      type(c_ptr), value :: chain
+      type(eqflow_observables), intent(inout) :: out
+      integer(c_int32_t) :: eqflow_chain_observables
+    end function
+    function eqflow_chain_reset_observables(chain) bind(C, name="eqflow_chain_reset_observables")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: chain
+      integer(c_int32_t) :: eqflow_chain_reset_observables
+    end function
+    function eqflow_chain_save(chain, path) bind(C, name="eqflow_chain_save")
+      import :: c_ptr, c_char, c_int32_t
+      type(c_ptr), value :: chain
+      character(kind=c_char), intent(in) :: path(*)
+      integer(c_int32_t) :: eqflow_chain_save
+    end function
+    function eqflow_chain_load(ctx, path, out) bind(C, name="eqflow_chain_load")
+      import :: c_ptr, c_char, c_int32_t
+      type(c_ptr), value :: ctx
+      character(kind=c_char), intent(in) :: path(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int32_t) :: eqflow_chain_load
+    end function
     function eqflow_chain_set_state(chain, phi, phi_len) bind(C, name="eqflow_chain_set_state")
       import :: c_ptr, c_size_t, c_int32_t, c_double
       type(c_ptr), value :: chain
@@ -238,6 +366,61 @@ module eqflow
       real(c_double), intent(out) :: log_q
       real(c_double), intent(out) :: action
       integer(c_int32_t) :: eqflow_chain_state
+    end function
+
+    subroutine eqflow_hmc_params_init(p, struct_size) bind(C, name="eqflow_hmc_params_init")
+      import :: eqflow_hmc_params, c_size_t
+      type(eqflow_hmc_params), intent(inout) :: p
+      integer(c_size_t), value :: struct_size
+    end subroutine
+    ! initial: c_loc of V numbers, or c_null_ptr with 0 (start from phi = 0)
+    function eqflow_hmc_new(p, initial, initial_len, out) bind(C, name="eqflow_hmc_new")
+      import :: eqflow_hmc_params, c_ptr, c_size_t, c_int32_t
+      type(eqflow_hmc_params), intent(in) :: p
+      type(c_ptr), value :: initial
+      integer(c_size_t), value :: initial_len
+      type(c_ptr), intent(out) :: out
+      integer(c_int32_t) :: eqflow_hmc_new
+    end function
+    subroutine eqflow_hmc_free(hmc) bind(C, name="eqflow_hmc_free")
+      import :: c_ptr
+      type(c_ptr), value :: hmc
+    end subroutine
+    ! phi_out, accepted (integer(c_int8_t) flags), out_acceptance (real(c_double)): c_loc(...) or c_null_ptr
+    function eqflow_hmc_run(hmc, n, phi_out, phi_out_len, accepted, accepted_len, out_acceptance) &
+        bind(C, name="eqflow_hmc_run")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: hmc
+      integer(c_size_t), value :: n
+      type(c_ptr), value :: phi_out
+      integer(c_size_t), value :: phi_out_len
+      type(c_ptr), value :: accepted
+      integer(c_size_t), value :: accepted_len
+      type(c_ptr), value :: out_acceptance
+      integer(c_int32_t) :: eqflow_hmc_run
+    end function
+    function eqflow_hmc_state(hmc, phi, phi_len) bind(C, name="eqflow_hmc_state")
+      import :: c_ptr, c_size_t, c_int32_t, c_double
+      type(c_ptr), value :: hmc
+      real(c_double), intent(out) :: phi(*)
+      integer(c_size_t), value :: phi_len
+      integer(c_int32_t) :: eqflow_hmc_state
+    end function
+    function eqflow_hmc_set_state(hmc, phi, phi_len) bind(C, name="eqflow_hmc_set_state")
+      import :: c_ptr, c_size_t, c_int32_t, c_double
+      type(c_ptr), value :: hmc
+      real(c_double), intent(in) :: phi(*)
+      integer(c_size_t), value :: phi_len
+      integer(c_int32_t) :: eqflow_hmc_set_state
+    end function
+    ! phi: n configurations of V = lattice_size**2 sites, x1 fastest (C order)
+    function eqflow_observables_compute(lattice_size, phi, phi_len, out) bind(C, name="eqflow_observables_compute")
+      import :: c_int32_t, c_size_t, c_double, eqflow_observables
+      integer(c_int32_t), value :: lattice_size
+      real(c_double), intent(in) :: phi(*)
+      integer(c_size_t), value :: phi_len
+      type(eqflow_observables), intent(inout) :: out
+      integer(c_int32_t) :: eqflow_observables_compute
     end function
 
     function c_strlen(s) bind(C, name="strlen")

@@ -3,8 +3,9 @@
 # Constants mirror eqflow.h (tests/c_abi.rs checks every #define of the header against this file).
 module EqFlow
 
-export Context, Flow, Chain, EqFlowError, train!, sample!, log_prob!, ess!, save, load_flow,
-       chain_step!, set_state!, chain_state, lattice_volume
+export Context, Flow, Chain, EqFlowError, train!, sample!, sample_float!, log_prob!, ess!, save, load_flow,
+       chain_step!, chain_run!, set_flip!, observables, reset_observables!, load_chain, set_state!, chain_state,
+       reweight!, lattice_volume
 
 const libeqflow = get(ENV, "EQFLOW_LIB", "libeqflow")
 
@@ -37,6 +38,11 @@ const EQFLOW_FEATURES_ODD = Int32(1)
 const EQFLOW_FEATURES_NON_ODD = Int32(2)
 const EQFLOW_PRECISION_F64 = Int32(0)
 const EQFLOW_PRECISION_F32 = Int32(1)
+const EQFLOW_LAYOUT_X1_FASTEST = Int32(0)   # index = x0*L + x1 (C order)
+const EQFLOW_LAYOUT_X0_FASTEST = Int32(1)   # index = x1*L + x0: a Julia L×L matrix phi[x0+1, x1+1]
+const EQFLOW_LAYOUT_EVEN_ODD = Int32(2)     # even sites first, then odd, each x1 fastest
+const EQFLOW_COUPLINGS_STANDARD = Int32(0)  # (m2, lambda)
+const EQFLOW_COUPLINGS_HOPPING = Int32(1)   # (kappa, lambda_tilde); fields are phi/sqrt(kappa)
 
 # Layouts of the C structs (Julia's isbits structs follow the C ABI's alignment rules).
 mutable struct ContextParams
@@ -61,6 +67,10 @@ mutable struct FlowParams
     seed::UInt64
     architecture::Int32
     precision::Int32
+    layout::Int32
+    couplings_form::Int32
+    kappa::Float64
+    lambda_tilde::Float64
 end
 
 mutable struct TrainStats
@@ -76,7 +86,51 @@ mutable struct ChainStats
     proposed::UInt64
     accepted::UInt64
     acceptance::Float64
+    non_finite::UInt64
+    flips_proposed::UInt64
+    flips_accepted::UInt64
+    measured::UInt64
 end
+ChainStats() = ChainStats(sizeof(ChainStats), 0, 0, 0, 0, 0, 0, 0)
+
+"""Observables with errors and τ_int (eqflow_observables)."""
+mutable struct Observables
+    struct_size::Csize_t
+    n::UInt64
+    abs_m::Float64
+    abs_m_err::Float64
+    chi2::Float64
+    chi2_err::Float64
+    l_m_p::Float64
+    l_m_p_err::Float64
+    xi::Float64
+    xi_err::Float64
+    binder::Float64
+    binder_err::Float64
+    tau_int_abs_m::Float64
+    tau_int_chi2::Float64
+end
+Observables() = Observables(sizeof(Observables), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+"""Reweighted estimates of independent flow samples (eqflow_reweighted)."""
+mutable struct Reweighted
+    struct_size::Csize_t
+    n::UInt64
+    ess::Float64
+    log_z::Float64
+    log_z_err::Float64
+    m::Float64
+    m_err::Float64
+    abs_m::Float64
+    abs_m_err::Float64
+    chi2::Float64
+    chi2_err::Float64
+    binder::Float64
+    binder_err::Float64
+    l_m_p::Float64
+    l_m_p_err::Float64
+end
+Reweighted() = Reweighted(sizeof(Reweighted), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 struct EqFlowError <: Exception
     status::Int32
@@ -99,7 +153,7 @@ function ContextParams()
 end
 
 function FlowParams(; kwargs...)
-    p = FlowParams(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    p = FlowParams(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     ccall((:eqflow_flow_params_init, libeqflow), Cvoid, (Ref{FlowParams}, Csize_t), p, sizeof(FlowParams))
     for (k, v) in kwargs
         setfield!(p, k, convert(fieldtype(FlowParams, k), v))
@@ -161,6 +215,26 @@ function sample!(f::Flow, n::Integer)
     phi, lq, s
 end
 
+"""n samples with single-precision fields: (phi as a V×n Float32 matrix; log q; action)."""
+function sample_float!(f::Flow, n::Integer)
+    v = lattice_volume(f)
+    phi = Matrix{Float32}(undef, v, n)
+    lq = Vector{Float64}(undef, n)
+    s = Vector{Float64}(undef, n)
+    check(ccall((:eqflow_flow_sample_float, libeqflow), Int32,
+                (Ptr{Cvoid}, Csize_t, Ptr{Float32}, Csize_t, Ptr{Float64}, Csize_t, Ptr{Float64}, Csize_t),
+                f.ptr, n, phi, length(phi), lq, n, s, n))
+    phi, lq, s
+end
+
+"""Reweighted estimates from `n` >= 2 fresh samples, to λ + `delta_lambda` (0: the flow's target)."""
+function reweight!(f::Flow, n::Integer, delta_lambda::Real=0.0)
+    r = Reweighted()
+    check(ccall((:eqflow_flow_reweight, libeqflow), Int32, (Ptr{Cvoid}, Csize_t, Float64, Ref{Reweighted}),
+                f.ptr, n, delta_lambda, r))
+    r
+end
+
 function log_prob!(f::Flow, phi::AbstractArray{Float64})
     phi = Array{Float64}(phi)
     lq = Vector{Float64}(undef, length(phi) ÷ lattice_volume(f))
@@ -188,18 +262,74 @@ set_action!(f::Flow, cfun::Ptr{Cvoid}, user::Ptr{Cvoid}=C_NULL) =
 mutable struct Chain
     ptr::Ptr{Cvoid}
     volume::Int
-    function Chain(f::Flow, seed::Integer)
-        out = Ref{Ptr{Cvoid}}(C_NULL)
-        check(ccall((:eqflow_chain_new, libeqflow), Int32, (Ptr{Cvoid}, UInt64, Ref{Ptr{Cvoid}}), f.ptr, seed, out))
-        finalizer(c -> ccall((:eqflow_chain_free, libeqflow), Cvoid, (Ptr{Cvoid},), c.ptr), new(out[], lattice_volume(f)))
+    function Chain(ptr::Ptr{Cvoid}, volume::Integer)
+        finalizer(c -> ccall((:eqflow_chain_free, libeqflow), Cvoid, (Ptr{Cvoid},), c.ptr), new(ptr, volume))
     end
 end
+
+function Chain(f::Flow, seed::Integer)
+    out = Ref{Ptr{Cvoid}}(C_NULL)
+    check(ccall((:eqflow_chain_new, libeqflow), Int32, (Ptr{Cvoid}, UInt64, Ref{Ptr{Cvoid}}), f.ptr, seed, out))
+    Chain(out[], lattice_volume(f))
+end
+
+# V of a chain: eqflow_chain_state reports EQFLOW_STATUS_BAD_LENGTH exactly when phi_len < V
+# (the C API has no volume query for chains), so a doubling and a bisection find it.
+function chain_volume(ptr::Ptr{Cvoid})
+    short(n) = ccall((:eqflow_chain_state, libeqflow), Int32,
+                     (Ptr{Cvoid}, Ptr{Float64}, Csize_t, Ptr{Float64}, Ptr{Float64}),
+                     ptr, Vector{Float64}(undef, n), n, C_NULL, C_NULL) == EQFLOW_STATUS_BAD_LENGTH
+    lo, hi = 1, 4           # short(lo) holds: V >= 4
+    while short(hi)
+        lo, hi = hi, 2hi
+    end
+    while hi - lo > 1
+        mid = (lo + hi) ÷ 2
+        short(mid) ? (lo = mid) : (hi = mid)
+    end
+    hi
+end
+
+"""Loads a chain saved with `save(chain, path)`; it continues bit for bit."""
+function load_chain(ctx::Context, path::AbstractString)
+    out = Ref{Ptr{Cvoid}}(C_NULL)
+    check(ccall((:eqflow_chain_load, libeqflow), Int32, (Ptr{Cvoid}, Cstring, Ref{Ptr{Cvoid}}), ctx.ptr, path, out))
+    Chain(out[], chain_volume(out[]))
+end
+
+save(c::Chain, path::AbstractString) =
+    check(ccall((:eqflow_chain_save, libeqflow), Int32, (Ptr{Cvoid}, Cstring), c.ptr, path))
+
+"""n steps in bounded memory: every `save_every`-th field (V×(n÷save_every); none for 0) and the ChainStats."""
+function chain_run!(c::Chain, n::Integer, save_every::Integer=0)
+    k = save_every == 0 ? 0 : n ÷ save_every
+    phi = Matrix{Float64}(undef, c.volume, k)
+    st = ChainStats()
+    GC.@preserve phi check(ccall((:eqflow_chain_run, libeqflow), Int32,
+                                 (Ptr{Cvoid}, Csize_t, Csize_t, Ptr{Float64}, Csize_t, Ref{ChainStats}),
+                                 c.ptr, n, save_every, k == 0 ? Ptr{Float64}(C_NULL) : pointer(phi), length(phi), st))
+    phi, st
+end
+
+"""The Z2 flip update φ → −φ after each step (off by default)."""
+set_flip!(c::Chain, on::Bool) =
+    check(ccall((:eqflow_chain_set_flip, libeqflow), Int32, (Ptr{Cvoid}, Int32), c.ptr, on ? 1 : 0))
+
+"""The observables of every step measured so far (at least 10), with errors and τ_int."""
+function observables(c::Chain)
+    o = Observables()
+    check(ccall((:eqflow_chain_observables, libeqflow), Int32, (Ptr{Cvoid}, Ref{Observables}), c.ptr, o))
+    o
+end
+
+reset_observables!(c::Chain) =
+    check(ccall((:eqflow_chain_reset_observables, libeqflow), Int32, (Ptr{Cvoid},), c.ptr))
 
 """n Metropolis steps: (fields V×n, accept flags, running ChainStats)."""
 function chain_step!(c::Chain, n::Integer)
     phi = Matrix{Float64}(undef, c.volume, n)
     acc = Vector{UInt8}(undef, n)
-    st = ChainStats(sizeof(ChainStats), 0, 0, 0)
+    st = ChainStats()
     check(ccall((:eqflow_chain_step, libeqflow), Int32,
                 (Ptr{Cvoid}, Csize_t, Ptr{Float64}, Csize_t, Ptr{UInt8}, Csize_t, Ref{ChainStats}),
                 c.ptr, n, phi, length(phi), acc, n, st))
