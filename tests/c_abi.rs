@@ -313,3 +313,21 @@ fn fortran_bindings_of_the_newer_functions() {
     eprintln!("{stdout}");
     assert!(stdout.contains("new_api: ok"), "{stdout}");
 }
+
+#[test]
+fn cpp_bindings_of_the_newer_functions() {
+    let dir = scratch("cpp_bindings");
+    let exe = dir.join("bindings");
+    let inc = format!("-I{}", root().join("bindings/cpp").display());
+    build(
+        "g++",
+        &["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", &inc],
+        &[root().join("tests/cpp/bindings.cpp")],
+        &exe,
+        &[],
+    );
+    let out = run(Command::new(&exe).arg(&dir));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("bindings.cpp: ok"), "{stdout}");
+}

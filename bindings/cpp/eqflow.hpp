@@ -1,6 +1,7 @@
 // eqflow.hpp: header-only C++17 RAII layer over the C API in eqflow.h.
 // Handles are move-only owners (std::unique_ptr with the eqflow_*_free deleter); every
 // failing call throws eqflow::Error carrying the status and the library's message.
+// Fields follow the flow's layout and variables (eqflow_flow_params::layout, couplings_form).
 #ifndef EQFLOW_HPP
 #define EQFLOW_HPP
 
@@ -8,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -43,6 +45,26 @@ struct ChainFree {
 };
 } // namespace detail
 
+/// A host action for Flow::set_action: for n fields of `volume` sites (phi, in the flow's layout
+/// and variables) write S into action[0..n] and, when force is not null, dS/dphi into
+/// force[0..n*volume]; return 0 on success. Anything else, or an exception, makes the eqflow
+/// call fail with EQFLOW_STATUS_CALLBACK (the exception does not propagate: it never crosses
+/// the C boundary).
+using ActionFunction =
+    std::function<int(std::size_t n, std::size_t volume, const double *phi, double *action, double *force)>;
+
+namespace detail {
+// The C callback behind Flow::set_action(ActionFunction): catches every exception.
+inline std::int32_t action_trampoline(void *user, std::size_t n, std::size_t volume, const double *phi,
+                                      double *action, double *force) noexcept {
+    try {
+        return static_cast<std::int32_t>((*static_cast<const ActionFunction *>(user))(n, volume, phi, action, force));
+    } catch (...) {
+        return -1;
+    }
+}
+} // namespace detail
+
 /// Defaults of eqflow_context_new (CPU, device 0, 1 thread).
 inline eqflow_context_params context_params() {
     eqflow_context_params p;
@@ -74,6 +96,12 @@ class Context {
 /// Independent samples of a flow.
 struct Samples {
     std::vector<double> phi, log_q, action;
+};
+
+/// Independent samples with single-precision fields (log q and S stay double).
+struct FloatSamples {
+    std::vector<float> phi;
+    std::vector<double> log_q, action;
 };
 
 /// A flow: one thread at a time (concurrent use throws Error with EQFLOW_STATUS_BUSY).
@@ -109,6 +137,22 @@ class Flow {
         check(eqflow_flow_sample(h_.get(), n, s.phi.data(), s.phi.size(), s.log_q.data(), n, s.action.data(), n));
         return s;
     }
+    FloatSamples sample_float(std::size_t n) {
+        FloatSamples s;
+        s.phi.resize(n * volume());
+        s.log_q.resize(n);
+        s.action.resize(n);
+        check(eqflow_flow_sample_float(h_.get(), n, s.phi.data(), s.phi.size(), s.log_q.data(), n, s.action.data(),
+                                       n));
+        return s;
+    }
+    /// Reweighted estimates from n_samples >= 2 fresh samples, to lambda + delta_lambda.
+    eqflow_reweighted reweight(std::size_t n_samples, double delta_lambda = 0.0) {
+        eqflow_reweighted r{};
+        r.struct_size = sizeof r;
+        check(eqflow_flow_reweight(h_.get(), n_samples, delta_lambda, &r));
+        return r;
+    }
     std::vector<double> log_prob(const std::vector<double> &phi) {
         std::vector<double> lq(phi.size() / volume());
         check(eqflow_flow_log_prob(h_.get(), phi.data(), phi.size(), lq.data(), lq.size()));
@@ -122,22 +166,50 @@ class Flow {
     void save(const std::string &path) const { check(eqflow_flow_save(h_.get(), path.c_str())); }
     /// Train and propose against a host action (see eqflow_action_fn; nullptr: built-in phi^4).
     /// The callback must not throw: report failure by returning non-zero.
-    void set_action(eqflow_action_fn action, void *user_data) { check(eqflow_flow_set_action(h_.get(), action, user_data)); }
+    void set_action(eqflow_action_fn action, void *user_data) {
+        check(eqflow_flow_set_action(h_.get(), action, user_data));
+        action_.reset();
+    }
+    /// Train and propose against a C++ host action (an empty function: the built-in phi^4).
+    /// Exceptions it throws are caught and reported as EQFLOW_STATUS_CALLBACK. The function is
+    /// kept alive by this flow and by the chains created while it is set.
+    void set_action(ActionFunction action) {
+        if (!action) {
+            set_action(nullptr, nullptr);
+            return;
+        }
+        auto held = std::make_shared<const ActionFunction>(std::move(action));
+        check(eqflow_flow_set_action(h_.get(), detail::action_trampoline,
+                                     const_cast<void *>(static_cast<const void *>(held.get()))));
+        action_ = std::move(held);
+    }
     eqflow_flow *get() const noexcept { return h_.get(); }
+    /// The C++ host action set with set_action(ActionFunction), if any (chains share it).
+    std::shared_ptr<const ActionFunction> action_function() const noexcept { return action_; }
 
   private:
     explicit Flow(eqflow_flow *f) : h_(f) {}
+    std::shared_ptr<const ActionFunction> action_; // the user_data of the trampoline; outlives h_
     std::unique_ptr<eqflow_flow, detail::FlowFree> h_;
 };
 
 /// A Metropolis chain over a frozen snapshot of a flow; one thread at a time.
 class Chain {
   public:
-    Chain(Flow &flow, std::uint64_t seed) : volume_(flow.volume()) {
+    Chain(Flow &flow, std::uint64_t seed) : volume_(flow.volume()), action_(flow.action_function()) {
         eqflow_chain *c = nullptr;
         check(eqflow_chain_new(flow.get(), seed, &c));
         h_.reset(c);
     }
+    /// Loads a chain saved with save(); it continues bit for bit (with the built-in action).
+    static Chain load(const Context &ctx, const std::string &path) {
+        eqflow_chain *c = nullptr;
+        check(eqflow_chain_load(ctx.get(), path.c_str(), &c));
+        std::unique_ptr<eqflow_chain, detail::ChainFree> h(c);
+        std::size_t v = volume_of(c);
+        return Chain(std::move(h), v);
+    }
+    std::size_t volume() const noexcept { return volume_; }
     /// Runs n steps; returns the accept flags (the chain's fields go to *phi if given).
     std::vector<std::uint8_t> step(std::size_t n, std::vector<double> *phi = nullptr) {
         std::vector<std::uint8_t> acc(n);
@@ -146,12 +218,40 @@ class Chain {
                                 nullptr));
         return acc;
     }
+    /// Runs n steps in bounded memory (observables accumulate in the chain); with save_every > 0
+    /// and phi given, every save_every-th field goes to *phi (n / save_every fields).
+    eqflow_chain_stats run(std::size_t n, std::size_t save_every = 0, std::vector<double> *phi = nullptr) {
+        eqflow_chain_stats s{};
+        s.struct_size = sizeof s;
+        double *out = nullptr;
+        std::size_t len = 0;
+        if (phi) {
+            phi->resize(save_every == 0 ? 0 : n / save_every * volume_);
+            if (!phi->empty()) {
+                out = phi->data();
+                len = phi->size();
+            }
+        }
+        check(eqflow_chain_run(h_.get(), n, save_every, out, len, &s));
+        return s;
+    }
     eqflow_chain_stats stats() {
         eqflow_chain_stats s{};
         s.struct_size = sizeof s;
         check(eqflow_chain_step(h_.get(), 0, nullptr, 0, nullptr, 0, &s));
         return s;
     }
+    /// The Z2 flip update phi -> -phi after each step (off by default).
+    void set_flip(bool on) { check(eqflow_chain_set_flip(h_.get(), on ? 1 : 0)); }
+    /// Observables of every step measured so far (at least 10), with errors and tau_int.
+    eqflow_observables observables() const {
+        eqflow_observables o{};
+        o.struct_size = sizeof o;
+        check(eqflow_chain_observables(h_.get(), &o));
+        return o;
+    }
+    void reset_observables() { check(eqflow_chain_reset_observables(h_.get())); }
+    void save(const std::string &path) const { check(eqflow_chain_save(h_.get(), path.c_str())); }
     void set_state(const std::vector<double> &phi) { check(eqflow_chain_set_state(h_.get(), phi.data(), phi.size())); }
     std::vector<double> state(double *log_q = nullptr, double *action = nullptr) const {
         std::vector<double> phi(volume_);
@@ -159,8 +259,35 @@ class Chain {
         return phi;
     }
 
+    eqflow_chain *get() const noexcept { return h_.get(); }
+
   private:
+    Chain(std::unique_ptr<eqflow_chain, detail::ChainFree> h, std::size_t volume)
+        : volume_(volume), h_(std::move(h)) {}
+    // V of a chain: eqflow_chain_state reports EQFLOW_STATUS_BAD_LENGTH exactly when phi_len < V
+    // (the C API has no volume query for chains), so a doubling and a bisection find it.
+    static std::size_t volume_of(const eqflow_chain *c) {
+        std::vector<double> buf;
+        auto too_short = [&](std::size_t n) {
+            buf.resize(n);
+            eqflow_status s = eqflow_chain_state(c, buf.data(), n, nullptr, nullptr);
+            if (s != EQFLOW_STATUS_OK && s != EQFLOW_STATUS_BAD_LENGTH && s != EQFLOW_STATUS_INVALID_ARGUMENT)
+                check(s);
+            return s == EQFLOW_STATUS_BAD_LENGTH;
+        };
+        std::size_t lo = 1, hi = 4; // too_short(lo) holds: V >= 4
+        while (too_short(hi)) {
+            lo = hi;
+            hi *= 2;
+        }
+        while (hi - lo > 1) {
+            std::size_t mid = lo + (hi - lo) / 2;
+            (too_short(mid) ? lo : hi) = mid;
+        }
+        return hi;
+    }
     std::size_t volume_;
+    std::shared_ptr<const ActionFunction> action_; // keeps the flow's C++ host action alive
     std::unique_ptr<eqflow_chain, detail::ChainFree> h_;
 };
 
