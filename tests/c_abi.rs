@@ -331,3 +331,17 @@ fn cpp_bindings_of_the_newer_functions() {
     eprintln!("{stdout}");
     assert!(stdout.contains("bindings.cpp: ok"), "{stdout}");
 }
+
+#[test]
+fn c_conventions_layouts_hopping_form_float_samples_struct_sizes() {
+    let dir = scratch("conventions");
+    let exe = dir.join("conventions");
+    build("cc", C_FLAGS, &[root().join("tests/c/conventions.c")], &exe, &["-lm"]);
+    let out = run(Command::new(&exe).arg(&dir));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("conventions: ok"), "{stdout}");
+    for layout in ["x1-fastest", "x0-fastest", "even-odd"] {
+        assert!(stdout.contains(&format!("L = 5 {layout}: fields permuted as documented")), "{stdout}");
+    }
+}
