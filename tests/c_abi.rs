@@ -368,3 +368,30 @@ fn c_chain_features_run_observables_flip_checkpoint_reweight_memory() {
         eprintln!("skipped valgrind: not found");
     }
 }
+
+/// examples/cpp/long_chain.cpp at L = 8: 200000 steps in blocks of 20000 with eqflow_chain_run
+/// keep the peak RSS within 10 MB of what it was after the first block.
+#[test]
+fn cpp_long_chain_runs_in_bounded_memory() {
+    let dir = scratch("long_chain");
+    let exe = dir.join("long_chain");
+    let inc = format!("-I{}", root().join("bindings/cpp").display());
+    build(
+        "g++",
+        &["-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", &inc],
+        &[root().join("examples/cpp/long_chain.cpp")],
+        &exe,
+        &[],
+    );
+    let out = run(Command::new(&exe).args(["8", "200000", "20000"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("long_chain: ok") && stdout.contains("block 10:"), "{stdout}");
+    let rss = results(&stdout, "peak_rss_kib");
+    let (first, last) = (rss[0], rss[1]);
+    assert!(first > 0.0 && last >= first, "{stdout}");
+    assert!(last - first < 10.0 * 1024.0, "peak RSS grew from {first} KiB to {last} KiB:\n{stdout}");
+    let rate = results(&stdout, "steps_per_second")[0];
+    eprintln!("long_chain L = 8: {rate:.0} steps/s, peak RSS {first} KiB after block 1, {last} KiB at the end");
+    assert!(rate > 0.0, "{stdout}");
+}
