@@ -294,7 +294,9 @@ typedef struct eqflow_train_stats {
   size_t struct_size;
   // Training steps done by the flow in total (including earlier calls).
   uint64_t steps_done;
-  // The reverse-KL loss E[log q + S] of the last step's batch.
+  // The reverse-KL loss E[log q + S] of the last step's batch, in the internal φ variables
+  // of SPEC §2 whatever the flow's conventions (it differs from the hopping-form value by a
+  // constant).
   double loss;
   // The effective sample size fraction (0..1] of the last step's batch.
   double ess;
@@ -391,6 +393,16 @@ const char *eqflow_last_error_message(void);
 // [`eqflow_action_fn`].
 eqflow_status eqflow_flow_set_action(struct eqflow_flow *flow, eqflow_action_fn action, void *user_data);
 
+// Sets (or, with `action = NULL`, removes) the host action of a chain, as
+// `eqflow_flow_set_action` does for a flow. Needed after `eqflow_chain_load` of a chain saved
+// while it used a host action (files cannot hold code): until then such a chain returns
+// `EQFLOW_STATUS_INVALID_ARGUMENT` from every step. Fields passed to the callback follow the
+// chain's flow conventions.
+//
+// # Safety
+// `chain` is a valid chain; `action`, if not NULL, follows the contract of [`eqflow_action_fn`].
+eqflow_status eqflow_chain_set_action(struct eqflow_chain *chain, eqflow_action_fn action, void *user_data);
+
 // Creates a chain over a frozen snapshot of `flow` with its own random stream `seed`. The
 // chain has no state until the first `eqflow_chain_step` (whose first proposal is always
 // accepted) or `eqflow_chain_set_state`. On success `*out` holds a new chain for
@@ -424,6 +436,12 @@ eqflow_status eqflow_chain_step(struct eqflow_chain *chain, size_t n_steps, doub
 // # Safety
 // `phi_out` holds `phi_out_len` doubles (or is NULL with 0).
 eqflow_status eqflow_chain_run(struct eqflow_chain *chain, size_t n_steps, size_t save_every, double *phi_out, size_t phi_out_len, struct eqflow_chain_stats *out_stats);
+
+// The number of lattice sites V = L*L of the chain's fields. Never BUSY.
+//
+// # Safety
+// `chain` is a valid chain; `out_volume` points to writable storage.
+eqflow_status eqflow_chain_lattice_volume(const struct eqflow_chain *chain, size_t *out_volume);
 
 // Turns the Z2 global flip update on (`on` != 0) or off: after each Metropolis step, with
 // probability ½, φ → −φ is proposed and accepted with min(1, e^{S(φ) − S(−φ)}) (always for

@@ -34,6 +34,8 @@ pub(crate) fn flow_tensors(flow: &Flow) -> Result<(Tensors, HashMap<String, Stri
     meta.insert("steps_done".to_string(), flow.steps_done.to_string());
     meta.insert("samples_drawn".to_string(), flow.samples_drawn.to_string());
     meta.insert("adam_t".to_string(), flow.adam.t.to_string());
+    // a host action is code, not data: files record only that one was in use
+    meta.insert("custom_action".to_string(), flow.has_custom_action().to_string());
     meta.insert("W_shape".to_string(), format!("[{}, {}, {}]", lay.n_orb, lay.n_tc, lay.n_c));
     Ok((named, meta))
 }

@@ -395,3 +395,13 @@ fn cpp_long_chain_runs_in_bounded_memory() {
     eprintln!("long_chain L = 8: {rate:.0} steps/s, peak RSS {first} KiB after block 1, {last} KiB at the end");
     assert!(rate > 0.0, "{stdout}");
 }
+
+#[test]
+fn c_checkpoint_of_a_chain_with_a_host_action() {
+    let dir = scratch("host_checkpoint");
+    let exe = dir.join("host_checkpoint");
+    build("cc", C_FLAGS, &[root().join("tests/c/host_checkpoint.c")], &exe, &["-lm"]);
+    let out = run(Command::new(&exe).arg(&dir));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("host-action checkpoint: refused until the action is set"), "{stdout}");
+}

@@ -185,3 +185,28 @@ fn reweighting_to_a_nearby_lambda_matches_hmc() {
         }
     }
 }
+
+#[test]
+fn a_checkpoint_with_a_host_action_needs_it_set_again() {
+    let flow = random_flow(3, small_arch(false), 0.3, 6);
+    let tilted = || {
+        let action = eqflow::Action::new(Lattice::new(3).unwrap(), flow.action.couplings);
+        Arc::new(Tilted { action, h: 0.3 }) as Arc<dyn CustomAction>
+    };
+    let mut straight = Chain::new(&flow, 3);
+    straight.set_custom_action(Some(tilted()));
+    straight.step(400).unwrap();
+    let mut first = Chain::new(&flow, 3);
+    first.set_custom_action(Some(tilted()));
+    first.step(150).unwrap();
+    let path = tmp("host.chain");
+    checkpoint::save(&first, &path).unwrap();
+    let mut resumed = checkpoint::load(&path, 1).unwrap();
+    let e = resumed.step(1).err().expect("a chain without its host action must refuse to step");
+    assert_eq!(e.status, Status::InvalidArgument);
+    assert!(e.message.contains("host action"), "{}", e.message);
+    resumed.set_custom_action(Some(tilted()));
+    resumed.step(250).unwrap();
+    assert_eq!(resumed.state().unwrap().phi, straight.state().unwrap().phi);
+    assert_eq!(resumed.stats(), straight.stats());
+}

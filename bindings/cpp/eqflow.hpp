@@ -201,7 +201,8 @@ class Chain {
         check(eqflow_chain_new(flow.get(), seed, &c));
         h_.reset(c);
     }
-    /// Loads a chain saved with save(); it continues bit for bit (with the built-in action).
+    /// Loads a chain saved with save(); it continues bit for bit. A chain saved while it used a
+    /// host action needs set_action() again before it steps (files cannot hold code).
     static Chain load(const Context &ctx, const std::string &path) {
         eqflow_chain *c = nullptr;
         check(eqflow_chain_load(ctx.get(), path.c_str(), &c));
@@ -210,6 +211,23 @@ class Chain {
         return Chain(std::move(h), v);
     }
     std::size_t volume() const noexcept { return volume_; }
+    /// Sets the chain's host action (nullptr: built-in phi^4); the callback must not throw.
+    void set_action(eqflow_action_fn action, void *user_data) {
+        check(eqflow_chain_set_action(h_.get(), action, user_data));
+        action_.reset();
+    }
+    /// Sets the chain's C++ host action (exceptions become EQFLOW_STATUS_CALLBACK); kept alive
+    /// by the chain.
+    void set_action(ActionFunction action) {
+        if (!action) {
+            set_action(nullptr, nullptr);
+            return;
+        }
+        auto held = std::make_shared<const ActionFunction>(std::move(action));
+        check(eqflow_chain_set_action(h_.get(), detail::action_trampoline,
+                                      const_cast<void *>(static_cast<const void *>(held.get()))));
+        action_ = std::move(held);
+    }
     /// Runs n steps; returns the accept flags (the chain's fields go to *phi if given).
     std::vector<std::uint8_t> step(std::size_t n, std::vector<double> *phi = nullptr) {
         std::vector<std::uint8_t> acc(n);
@@ -264,27 +282,10 @@ class Chain {
   private:
     Chain(std::unique_ptr<eqflow_chain, detail::ChainFree> h, std::size_t volume)
         : volume_(volume), h_(std::move(h)) {}
-    // V of a chain: eqflow_chain_state reports EQFLOW_STATUS_BAD_LENGTH exactly when phi_len < V
-    // (the C API has no volume query for chains), so a doubling and a bisection find it.
     static std::size_t volume_of(const eqflow_chain *c) {
-        std::vector<double> buf;
-        auto too_short = [&](std::size_t n) {
-            buf.resize(n);
-            eqflow_status s = eqflow_chain_state(c, buf.data(), n, nullptr, nullptr);
-            if (s != EQFLOW_STATUS_OK && s != EQFLOW_STATUS_BAD_LENGTH && s != EQFLOW_STATUS_INVALID_ARGUMENT)
-                check(s);
-            return s == EQFLOW_STATUS_BAD_LENGTH;
-        };
-        std::size_t lo = 1, hi = 4; // too_short(lo) holds: V >= 4
-        while (too_short(hi)) {
-            lo = hi;
-            hi *= 2;
-        }
-        while (hi - lo > 1) {
-            std::size_t mid = lo + (hi - lo) / 2;
-            (too_short(mid) ? lo : hi) = mid;
-        }
-        return hi;
+        std::size_t v = 0;
+        check(eqflow_chain_lattice_volume(c, &v));
+        return v;
     }
     std::size_t volume_;
     std::shared_ptr<const ActionFunction> action_; // keeps the flow's C++ host action alive

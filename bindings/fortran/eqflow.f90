@@ -321,6 +321,20 @@ module eqflow
       type(c_ptr), value :: out_stats
       integer(c_int32_t) :: eqflow_chain_run
     end function
+    function eqflow_chain_lattice_volume(chain, out_volume) bind(C, name="eqflow_chain_lattice_volume")
+      import :: c_ptr, c_int32_t, c_size_t
+      type(c_ptr), value :: chain
+      integer(c_size_t), intent(out) :: out_volume
+      integer(c_int32_t) :: eqflow_chain_lattice_volume
+    end function
+    ! action: as for eqflow_flow_set_action; needed after loading a chain saved with a host action
+    function eqflow_chain_set_action(chain, action, user_data) bind(C, name="eqflow_chain_set_action")
+      import :: c_ptr, c_funptr, c_int32_t
+      type(c_ptr), value :: chain
+      type(c_funptr), value :: action
+      type(c_ptr), value :: user_data
+      integer(c_int32_t) :: eqflow_chain_set_action
+    end function
     function eqflow_chain_set_flip(chain, on) bind(C, name="eqflow_chain_set_flip")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: chain

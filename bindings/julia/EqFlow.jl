@@ -273,21 +273,11 @@ function Chain(f::Flow, seed::Integer)
     Chain(out[], lattice_volume(f))
 end
 
-# V of a chain: eqflow_chain_state reports EQFLOW_STATUS_BAD_LENGTH exactly when phi_len < V
-# (the C API has no volume query for chains), so a doubling and a bisection find it.
+# V of a chain
 function chain_volume(ptr::Ptr{Cvoid})
-    short(n) = ccall((:eqflow_chain_state, libeqflow), Int32,
-                     (Ptr{Cvoid}, Ptr{Float64}, Csize_t, Ptr{Float64}, Ptr{Float64}),
-                     ptr, Vector{Float64}(undef, n), n, C_NULL, C_NULL) == EQFLOW_STATUS_BAD_LENGTH
-    lo, hi = 1, 4           # short(lo) holds: V >= 4
-    while short(hi)
-        lo, hi = hi, 2hi
-    end
-    while hi - lo > 1
-        mid = (lo + hi) ÷ 2
-        short(mid) ? (lo = mid) : (hi = mid)
-    end
-    hi
+    v = Ref{Csize_t}(0)
+    check(ccall((:eqflow_chain_lattice_volume, libeqflow), Int32, (Ptr{Cvoid}, Ref{Csize_t}), ptr, v))
+    Int(v[])
 end
 
 """Loads a chain saved with `save(chain, path)`; it continues bit for bit."""

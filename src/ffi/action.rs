@@ -2,6 +2,7 @@
 //! their own S and ∂S/∂φ, given as a C callback.
 
 use super::boundary::{boundary, lock};
+use super::chain::eqflow_chain;
 use super::flow::{eqflow_flow, flow_ref};
 use super::status::eqflow_status;
 use crate::conventions::Conventions;
@@ -81,6 +82,31 @@ pub unsafe extern "C" fn eqflow_flow_set_action(
         let f = flow_ref(flow)?;
         let mut g = lock(&f.inner, "flow")?;
         let (l, conventions) = (g.lattice.size(), g.config.conventions);
+        g.set_custom_action(
+            action.map(|f| Arc::new(HostAction { f, user: user_data, l, conventions }) as Arc<dyn CustomAction>),
+        );
+        Ok(())
+    })
+}
+
+/// Sets (or, with `action = NULL`, removes) the host action of a chain, as
+/// `eqflow_flow_set_action` does for a flow. Needed after `eqflow_chain_load` of a chain saved
+/// while it used a host action (files cannot hold code): until then such a chain returns
+/// `EQFLOW_STATUS_INVALID_ARGUMENT` from every step. Fields passed to the callback follow the
+/// chain's flow conventions.
+///
+/// # Safety
+/// `chain` is a valid chain; `action`, if not NULL, follows the contract of [`eqflow_action_fn`].
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_chain_set_action(
+    chain: *mut eqflow_chain,
+    action: eqflow_action_fn,
+    user_data: *mut c_void,
+) -> eqflow_status {
+    boundary("eqflow_chain_set_action", || {
+        let c: &eqflow_chain = super::boundary::arg_ref(chain, "chain")?;
+        let mut g = lock(&c.inner, "chain")?;
+        let (l, conventions) = (g.flow().lattice.size(), g.flow().config.conventions);
         g.set_custom_action(
             action.map(|f| Arc::new(HostAction { f, user: user_data, l, conventions }) as Arc<dyn CustomAction>),
         );

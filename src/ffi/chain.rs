@@ -25,6 +25,14 @@ use std::sync::Mutex;
 /// poisoned (`EQFLOW_STATUS_POISONED`, 109); free it.
 pub struct eqflow_chain {
     pub(crate) inner: Mutex<Chain>,
+    pub(crate) volume: usize,
+}
+
+impl eqflow_chain {
+    pub(crate) fn new(chain: Chain) -> Self {
+        let volume = chain.measurements().l() * chain.measurements().l();
+        eqflow_chain { inner: Mutex::new(chain), volume }
+    }
 }
 
 /// Counters of a chain. Set `struct_size = sizeof(eqflow_chain_stats)` before the call;
@@ -78,7 +86,7 @@ pub unsafe extern "C" fn eqflow_chain_new(
         let guard = lock(&f.inner, "flow")?;
         let chain = Chain::new(&guard, seed);
         drop(guard);
-        give(out, eqflow_chain { inner: Mutex::new(chain) });
+        give(out, eqflow_chain::new(chain));
         Ok(())
     })
 }
@@ -194,6 +202,23 @@ pub unsafe extern "C" fn eqflow_chain_run(
     })
 }
 
+/// The number of lattice sites V = L*L of the chain's fields. Never BUSY.
+///
+/// # Safety
+/// `chain` is a valid chain; `out_volume` points to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_chain_lattice_volume(
+    chain: *const eqflow_chain,
+    out_volume: *mut usize,
+) -> eqflow_status {
+    boundary("eqflow_chain_lattice_volume", || {
+        let c = chain_ref(chain)?;
+        let out = super::boundary::arg_out(out_volume, "out_volume")?;
+        *out = c.volume;
+        Ok(())
+    })
+}
+
 /// Turns the Z2 global flip update on (`on` != 0) or off: after each Metropolis step, with
 /// probability ½, φ → −φ is proposed and accepted with min(1, e^{S(φ) − S(−φ)}) (always for
 /// an action even in φ). Exact and free for the Z2-equivariant flow. Off by default.
@@ -278,7 +303,7 @@ pub unsafe extern "C" fn eqflow_chain_load(
         let path = path_arg(path)?;
         let out = super::boundary::arg_out(out, "out")?;
         let chain = checkpoint::load(&path, threads)?;
-        give(out, eqflow_chain { inner: Mutex::new(chain) });
+        give(out, eqflow_chain::new(chain));
         Ok(())
     })
 }

@@ -159,7 +159,9 @@ pub struct eqflow_train_stats {
     pub struct_size: usize,
     /// Training steps done by the flow in total (including earlier calls).
     pub steps_done: u64,
-    /// The reverse-KL loss E[log q + S] of the last step's batch.
+    /// The reverse-KL loss E[log q + S] of the last step's batch, in the internal φ variables
+    /// of SPEC §2 whatever the flow's conventions (it differs from the hopping-form value by a
+    /// constant).
     pub loss: f64,
     /// The effective sample size fraction (0..1] of the last step's batch.
     pub ess: f64,

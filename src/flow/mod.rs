@@ -9,6 +9,7 @@ pub mod model;
 pub mod ode;
 pub mod params;
 pub mod time_kernel;
+mod transfer;
 pub mod vector_field;
 
 pub use config::{Architecture, FeatureKind, KernelSymmetry, OmegaInit, TimeKernelKind};

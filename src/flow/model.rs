@@ -215,8 +215,14 @@ impl Flow {
         self.prepared = [None, None];
         Ok(())
     }
+    /// Whether a host action replaces the built-in one (it is never saved to files).
+    pub fn has_custom_action(&self) -> bool {
+        self.custom.is_some()
+    }
+
     /// Replaces the built-in φ⁴ action by a host-supplied one (None: back to φ⁴). Training,
-    /// proposals and chains created afterwards use it.
+    /// proposals and chains created afterwards use it. Files do not hold it: set it again
+    /// after loading.
     pub fn set_custom_action(&mut self, action: Option<Arc<dyn CustomAction>>) {
         self.custom = action;
     }
@@ -291,7 +297,6 @@ impl Flow {
         self.prepared[slot].clone().unwrap()
     }
 
-    /// Draws prior noise for samples `first..first + n` of `stream` into an n × V buffer.
     /// Bytes a training step holds at its peak: the tapes (state at every RK4 step, in the
     /// training precision) and the f64 fields, log q, S and force of the batch.
     pub fn training_bytes(&self) -> Option<u64> {
@@ -308,6 +313,7 @@ impl Flow {
         (n as u64).checked_mul(self.volume() as u64)?.checked_mul(3 * 8)
     }
 
+    /// Draws prior noise for samples `first..first + n` of `stream` into an n × V buffer.
     fn noise(&self, stream: Stream, first: u64, n: usize) -> Vec<f64> {
         let v = self.volume();
         let mut z = vec![0.0; n * v];

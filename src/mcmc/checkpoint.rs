@@ -30,6 +30,8 @@ pub fn to_vec(chain: &Chain) -> Result<Vec<u8>> {
     meta.insert("eqflow_chain_format".into(), CHAIN_FORMAT_VERSION.to_string());
     meta.insert("chain.seed".into(), chain.seed.to_string());
     meta.insert("chain.flip".into(), chain.flip.to_string());
+    let custom = chain.flow.has_custom_action() || chain.needs_action;
+    meta.insert("chain.custom_action".into(), custom.to_string());
     meta.insert("chain.stats".into(), serde_json::to_string(&chain.stats).map_err(|e| Error::invalid(e.to_string()))?);
     meta.insert("chain.measurements".into(), serde_json::to_string(&ints).map_err(|e| Error::invalid(e.to_string()))?);
     serialize(&named, meta)
@@ -85,5 +87,7 @@ pub fn from_slice(bytes: &[u8], threads: usize) -> Result<Chain> {
     if stats.accepted > stats.proposed || stats.flips_accepted > stats.flips_proposed {
         return Err(bad("chain counters are inconsistent"));
     }
-    Ok(Chain { flow, seed, state, stats, flip, measurements })
+    // a checkpoint of a chain with a host action: the host must set it again
+    let needs_action = meta.get("chain.custom_action").is_some_and(|v| v == "true");
+    Ok(Chain { flow, seed, state, stats, flip, measurements, needs_action })
 }

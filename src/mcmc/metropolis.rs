@@ -57,14 +57,42 @@ pub struct Chain {
     pub(crate) stats: ChainStats,
     pub(crate) flip: bool,
     pub(crate) measurements: Measurements,
+    /// Restored from a checkpoint made with a host action, which files cannot hold: it must
+    /// be set again before the chain evaluates any action.
+    pub(crate) needs_action: bool,
 }
 
 impl Chain {
     /// A chain over a snapshot of `flow`, with its own random stream `seed`.
     pub fn new(flow: &Flow, seed: u64) -> Self {
         let measurements = Measurements::new(flow.lattice.size()).expect("the flow's lattice is valid");
-        Chain { flow: flow.snapshot(), seed, state: None, stats: ChainStats::default(), flip: false, measurements }
+        Chain {
+            flow: flow.snapshot(),
+            seed,
+            state: None,
+            stats: ChainStats::default(),
+            flip: false,
+            measurements,
+            needs_action: false,
+        }
     }
+    /// Replaces the chain's action by a host action (None: the built-in φ⁴ action). A chain
+    /// restored from a checkpoint made with a host action needs it set again before stepping.
+    pub fn set_custom_action(&mut self, action: Option<std::sync::Arc<dyn crate::flow::CustomAction>>) {
+        self.flow.set_custom_action(action);
+        self.needs_action = false;
+    }
+
+    fn check_action(&self) -> Result<()> {
+        if self.needs_action {
+            return Err(Error::invalid(
+                "this chain was saved while it used a host action, which files do not hold: set the action \
+                 again (Chain::set_custom_action / eqflow_chain_set_action) before using the chain",
+            ));
+        }
+        Ok(())
+    }
+
     /// Turns the Z2 global flip update on or off: after each Metropolis step, with probability
     /// ½, propose φ → −φ and accept it with min(1, e^{S(φ) − S(−φ)}) (always, for an action
     /// even in φ). It is exact (a deterministic involution, symmetric) and free for the
@@ -105,6 +133,7 @@ impl Chain {
     /// Makes `phi` (from the host's own update, e.g. HMC) the current state; its log q is
     /// computed by inverting the discrete flow, the same function as for sampled states.
     pub fn set_state(&mut self, phi: &[f64]) -> Result<()> {
+        self.check_action()?;
         let v = self.flow.volume();
         check_len("chain set_state: phi", phi.len(), v)?;
         crate::error::check_finite("chain set_state: phi", phi)?;
@@ -121,6 +150,7 @@ impl Chain {
 
     /// Runs `n` Metropolis steps, calling `visit(state, accepted)` after each.
     pub fn run(&mut self, n: u64, mut visit: impl FnMut(&State, bool)) -> Result<()> {
+        self.check_action()?;
         let v = self.flow.volume();
         let mut done = 0u64;
         while done < n {

@@ -1,0 +1,63 @@
+//! Transfer to a larger lattice: a kernel of short range seeds the same flow on any lattice, so
+//! a configuration tiled from the small lattice maps to the tiled image (and log q scales with V).
+
+mod common;
+use common::*;
+use eqflow::flow::{Architecture, Flow, KernelSymmetry};
+
+fn tile(x: &[f64], ls: usize, l: usize) -> Vec<f64> {
+    let mut out = vec![0.0; l * l];
+    for x0 in 0..l {
+        for x1 in 0..l {
+            out[x0 * l + x1] = x[(x0 % ls) * ls + x1 % ls];
+        }
+    }
+    out
+}
+
+fn check(arch: Architecture) {
+    let (ls, l) = (4, 8);
+    let mut small = random_flow(ls, arch.clone(), 0.5, 3);
+    // keep only displacements shorter than L_small/2 so that tiling is exact
+    let mut p = small.params().to_vec();
+    let per = small.layout.n_tc * small.layout.n_c;
+    for r in 0..ls * ls {
+        let fold = |x: usize| x.min(ls - x);
+        let far = fold(r / ls) >= ls / 2 || fold(r % ls) >= ls / 2;
+        let o = small.layout.orbit_of[r];
+        if far {
+            for k in 0..per {
+                p[small.layout.w.start + o * per + k] = 0.0;
+            }
+        }
+    }
+    small.set_params(&p).unwrap();
+    let mut big = random_flow(l, arch, 0.0, 9);
+    big.transfer_from(&small).unwrap();
+    let z = noise(ls * ls, 4);
+    let s = small.push_forward(&z).unwrap();
+    let b = big.push_forward(&tile(&z, ls, l)).unwrap();
+    let want = tile(&s.phi, ls, l);
+    let err = b.phi.iter().zip(&want).map(|(a, w)| (a - w).abs()).fold(0.0, f64::max);
+    let ratio = (l * l / (ls * ls)) as f64;
+    println!("transfer 4 → 8: |Δφ| {err:.1e}, log q {} vs {} × {}", b.log_q[0], ratio, s.log_q[0]);
+    assert!(err < 1e-12);
+    assert!((b.log_q[0] - ratio * s.log_q[0]).abs() < 1e-9 * b.log_q[0].abs());
+    // the same lattice: identical parameters
+    let mut same = random_flow(ls, small.config.arch.clone(), 0.0, 1);
+    same.transfer_from(&small).unwrap();
+    assert_eq!(same.params(), small.params());
+    // errors: a larger source, another architecture
+    assert!(small.transfer_from(&big).is_err());
+    let mut other = random_flow(l, small_arch(true), 0.0, 1);
+    assert!(other.transfer_from(&small).is_err());
+}
+
+#[test]
+fn transfer_of_short_range_kernels_is_exact_on_tiled_fields() {
+    check(small_arch(false));
+    let mut t = small_arch(false);
+    t.symmetry = KernelSymmetry::Translations;
+    check(t);
+    let _: Option<Flow> = None;
+}
