@@ -60,9 +60,8 @@ fn main() {
     let sizes: Vec<usize> =
         if args.is_empty() { vec![6, 12] } else { args.iter().map(|a| a.parse().expect("L")).collect() };
     let mut out = String::new();
-    let mut rw_lines = String::from(
-        "| L | estimator | n | ESS | χ2 | L·m_p | log Z | wall s |\n|---|---|---|---|---|---|---|---|\n",
-    );
+    let mut rw_lines =
+        String::from("| L | estimator | n | ESS | χ2 | L·m_p | log Z | wall s |\n|---|---|---|---|---|---|---|---|\n");
     out += "| L | sampler | train min | ESS | acceptance | n | χ2 | L·m_p | τ_int |M| | τ_int χ2 | wall s | indep. samples/s | paper χ2 | paper L·m_p | paper acc | paper ESS |\n";
     out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for &l in &sizes {
@@ -138,7 +137,8 @@ fn main() {
         // reweighting independent samples (no chain): the same physics, delta-method errors
         let t_rw = Instant::now();
         let rw = reweight_samples(&flow.sample(proposals.min(50_000) as usize).unwrap(), l, 0.0).unwrap();
-        rw_lines += &format!(
+        rw_lines +=
+            &format!(
             "| {l} | reweighted flow samples | {} | {:.3} | {:.4} ± {:.4} | {:.3} ± {:.3} | {:.4} ± {:.4} | {:.0} |\n",
             rw.n, rw.ess, rw.chi2.value, rw.chi2.error, rw.l_m_p.value, rw.l_m_p.error, rw.log_z.value,
             rw.log_z.error, t_rw.elapsed().as_secs_f64()

@@ -9,8 +9,8 @@
 //! Models: seed (the continuous flow), translation-only, non-odd, translation-only-non-odd,
 //! realnvp. Evaluation time (fresh ESS, symmetry spread) is not charged to the budget.
 
-use eqflow::flow::{Architecture, Flow, FlowConfig};
 use eqflow::flow::model::{Samples, StepStats};
+use eqflow::flow::{Architecture, Flow, FlowConfig};
 use eqflow::realnvp::{RealNvp, RealNvpConfig};
 use eqflow::rng::{Rng, Stream};
 use eqflow::symmetry::symmetry_stats;
@@ -57,7 +57,9 @@ fn metropolis_acceptance(log_w: &[f64], seed: u64) -> f64 {
     let mut acc = 0usize;
     for (k, &lw) in log_w.iter().enumerate() {
         let accept = lw.is_finite()
-            && (cur.is_nan() || lw >= cur || Rng::new(seed, Stream::Metropolis, k as u64).uniform(0) < (lw - cur).exp());
+            && (cur.is_nan()
+                || lw >= cur
+                || Rng::new(seed, Stream::Metropolis, k as u64).uniform(0) < (lw - cur).exp());
         if accept {
             cur = lw;
             acc += 1;
@@ -135,7 +137,8 @@ fn main() {
         .split(',')
         .map(String::from)
         .collect();
-    let sizes: Vec<usize> = if args.is_empty() { vec![6, 12] } else { args.iter().map(|a| a.parse().expect("L")).collect() };
+    let sizes: Vec<usize> =
+        if args.is_empty() { vec![6, 12] } else { args.iter().map(|a| a.parse().expect("L")).collect() };
     let out_dir = std::path::PathBuf::from(std::env::var("EQFLOW_OUT").unwrap_or_else(|_| "out".into()));
     std::fs::create_dir_all(&out_dir).unwrap();
     let mut table = String::from(
