@@ -629,6 +629,15 @@ eqflow_status eqflow_flow_load(const struct eqflow_context *ctx, const char *pat
 // `flow` is a valid flow; `out` points to an `eqflow_reweighted` whose `struct_size` is set.
 eqflow_status eqflow_flow_reweight(struct eqflow_flow *flow, size_t n_samples, double delta_lambda, struct eqflow_reweighted *out);
 
+// Sets `flow`'s parameters from `small`, a flow of the same architecture trained on a lattice
+// no larger than `flow`'s (transfer to a larger lattice: each displacement orbit of the small
+// lattice seeds the same orbit, longer-range orbits start at zero). The optimiser state is
+// left as it is.
+//
+// # Safety
+// `flow` and `small` are valid, distinct flows.
+eqflow_status eqflow_flow_init_from(struct eqflow_flow *flow, const struct eqflow_flow *small);
+
 // Fills `*p` with defaults and sets `p->struct_size = struct_size`. NULL is a no-op.
 //
 // # Safety

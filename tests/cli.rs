@@ -219,3 +219,48 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let lines = std::fs::read_to_string(&log).unwrap().lines().count() as u64;
     assert_eq!(lines, flow.steps_done, "every logged step is in the checkpoint");
 }
+
+#[test]
+fn init_from_a_smaller_lattice() {
+    let d = dir("init");
+    let small = d.join("s.safetensors");
+    train(&small, "3", None);
+    let big = d.join("b.safetensors");
+    let j = json_of(&run(&[
+        "train",
+        "--lattice",
+        "8",
+        "--m2",
+        "-4",
+        "--lambda",
+        "6",
+        "--steps",
+        "1",
+        "--batch",
+        "4",
+        "--ess-samples",
+        "10",
+        "--init-from",
+        small.to_str().unwrap(),
+        "--out",
+        big.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(j["lattice"], 8);
+    let o = run(&[
+        "train",
+        "--lattice",
+        "2",
+        "--m2",
+        "-4",
+        "--lambda",
+        "6",
+        "--steps",
+        "1",
+        "--init-from",
+        big.to_str().unwrap(),
+        "--out",
+        d.join("c.safetensors").to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, "larger");
+}

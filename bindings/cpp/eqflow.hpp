@@ -164,6 +164,8 @@ class Flow {
         return e;
     }
     void save(const std::string &path) const { check(eqflow_flow_save(h_.get(), path.c_str())); }
+    /// Seeds this flow from one trained on a smaller lattice (same architecture).
+    void init_from(const Flow &small) { check(eqflow_flow_init_from(h_.get(), small.get())); }
     /// Train and propose against a host action (see eqflow_action_fn; nullptr: built-in phi^4).
     /// The callback must not throw: report failure by returning non-zero.
     void set_action(eqflow_action_fn action, void *user_data) {

@@ -270,6 +270,12 @@ module eqflow
       type(c_ptr), value :: user_data
       integer(c_int32_t) :: eqflow_flow_set_action
     end function
+    function eqflow_flow_init_from(flow, small) bind(C, name="eqflow_flow_init_from")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: flow
+      type(c_ptr), value :: small
+      integer(c_int32_t) :: eqflow_flow_init_from
+    end function
     function eqflow_flow_save(flow, path) bind(C, name="eqflow_flow_save")
       import :: c_ptr, c_char, c_int32_t
       type(c_ptr), value :: flow

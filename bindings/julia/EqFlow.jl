@@ -280,6 +280,12 @@ function chain_volume(ptr::Ptr{Cvoid})
     Int(v[])
 end
 
+"""Seeds `f` from a flow trained on a smaller lattice (same architecture)."""
+function init_from!(f::Flow, small::Flow)
+    check(ccall((:eqflow_flow_init_from, libeqflow), Int32, (Ptr{Cvoid}, Ptr{Cvoid}), f.ptr, small.ptr))
+    f
+end
+
 """Loads a chain saved with `save(chain, path)`; it continues bit for bit."""
 function load_chain(ctx::Context, path::AbstractString)
     out = Ref{Ptr{Cvoid}}(C_NULL)

@@ -626,3 +626,23 @@ pub unsafe extern "C" fn eqflow_flow_reweight(
         Ok(())
     })
 }
+
+/// Sets `flow`'s parameters from `small`, a flow of the same architecture trained on a lattice
+/// no larger than `flow`'s (transfer to a larger lattice: each displacement orbit of the small
+/// lattice seeds the same orbit, longer-range orbits start at zero). The optimiser state is
+/// left as it is.
+///
+/// # Safety
+/// `flow` and `small` are valid, distinct flows.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_init_from(flow: *mut eqflow_flow, small: *const eqflow_flow) -> eqflow_status {
+    boundary("eqflow_flow_init_from", || {
+        let f = flow_ref(flow)?;
+        let s: &eqflow_flow = arg_ref(small, "small")?;
+        if std::ptr::eq(f, s) {
+            return Err(Error::invalid("arguments 'flow' and 'small' are the same flow"));
+        }
+        let small = lock(&s.inner, "small")?.snapshot();
+        lock(&f.inner, "flow")?.transfer_from(&small)
+    })
+}

@@ -230,6 +230,8 @@ int main(int argc, char **argv) {
     CHECK(fabs(st_s - act[0]) < 1e-12 * (1.0 + fabs(act[0])));
 
     /* save / load round trip: the loaded flow continues exactly like the original */
+    EXPECT(eqflow_flow_init_from(flow, flow), EQFLOW_STATUS_INVALID_ARGUMENT, "eqflow_flow_init_from", "same flow");
+    EXPECT(eqflow_flow_init_from(flow, NULL), EQFLOW_STATUS_NULL_POINTER, "eqflow_flow_init_from", "'small'");
     EXPECT(eqflow_flow_save(flow, NULL), EQFLOW_STATUS_NULL_POINTER, "eqflow_flow_save", "'path'");
     EXPECT(eqflow_flow_save(flow, ""), EQFLOW_STATUS_INVALID_ARGUMENT, "eqflow_flow_save", "'path'");
     EXPECT(eqflow_flow_save(flow, "/nonexistent-dir/x/y.safetensors"), EQFLOW_STATUS_IO, "eqflow_flow_save", "nonexistent");

@@ -48,6 +48,10 @@ pub struct TrainArgs {
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Start from a flow trained on a smaller lattice (same architecture): its kernel seeds the
+    /// same displacements here, longer-range orbits start at zero.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
     /// Continue from this checkpoint (bit for bit as if never stopped).
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -87,7 +91,13 @@ fn fresh_flow(a: &TrainArgs) -> Res<Flow> {
         cfg.train.schedule = Schedule::Exponential { decay_steps: d };
     }
     cfg.seed = a.seed;
-    Flow::new(cfg, a.threads).map_err(err)
+    let mut flow = Flow::new(cfg, a.threads).map_err(err)?;
+    if let Some(p) = &a.init_from {
+        let small = io::load(p, 1).map_err(err)?;
+        flow.transfer_from(&small).map_err(|e| format!("--init-from '{}': {}", p.display(), e.message))?;
+        eprintln!("initialised from {} (L = {})", p.display(), small.lattice.size());
+    }
+    Ok(flow)
 }
 
 fn resumed_flow(a: &TrainArgs, path: &PathBuf) -> Res<Flow> {
