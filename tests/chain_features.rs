@@ -202,7 +202,7 @@ fn a_checkpoint_with_a_host_action_needs_it_set_again() {
     let path = tmp("host.chain");
     checkpoint::save(&first, &path).unwrap();
     let mut resumed = checkpoint::load(&path, 1).unwrap();
-    let e = resumed.step(1).err().expect("a chain without its host action must refuse to step");
+    let e = resumed.step(1).expect_err("a chain without its host action must refuse to step");
     assert_eq!(e.status, Status::InvalidArgument);
     assert!(e.message.contains("host action"), "{}", e.message);
     resumed.set_custom_action(Some(tilted()));

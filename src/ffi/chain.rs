@@ -116,6 +116,7 @@ fn stats_of(c: &Chain) -> eqflow_chain_stats {
 
 /// Runs `n_steps` steps writing the field after every `every`-th step (steps every−1,
 /// 2·every−1, …) in the flow's conventions and the accept flag of every step.
+#[allow(clippy::too_many_arguments)]
 unsafe fn run_chain(
     chain: *mut eqflow_chain,
     n_steps: usize,
@@ -129,7 +130,7 @@ unsafe fn run_chain(
     let c = chain_ref(chain)?;
     let mut c = lock(&c.inner, "chain")?;
     let v = c.flow().volume();
-    let n_saved = if every == 0 { 0 } else { n_steps / every };
+    let n_saved = n_steps.checked_div(every).unwrap_or(0);
     let phi_out = arg_out_array(phi_out, phi_out_len, mul(n_saved, v, "saved fields × V")?, "phi_out")?;
     let accepted = arg_out_array(accepted, accepted_len, n_steps, "accepted")?;
     let stats_out = check_versioned_out(out_stats, "out_stats")?;

@@ -241,11 +241,14 @@ fn histogram(x: &[f64], weights: Option<&[f64]>, lo: f64, hi: f64, bins: usize) 
     h.iter().enumerate().map(|(b, c)| (lo + (b as f64 + 0.5) * w, c / (total * w).max(1e-300))).collect()
 }
 
+/// A named histogram (bin centre, density) and its colour.
+type Hist<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+
 fn draw_histograms<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     xlabel: &str,
-    hists: &[(&str, Vec<(f64, f64)>, RGBColor)],
+    hists: &[Hist],
 ) -> Res<()> {
     root.fill(&WHITE).map_err(e2s)?;
     let (x0, x1) = range(hists.iter().flat_map(|h| h.1.iter().map(|p| p.0)));

@@ -100,7 +100,7 @@ fn fresh_flow(a: &TrainArgs) -> Res<Flow> {
     Ok(flow)
 }
 
-fn resumed_flow(a: &TrainArgs, path: &PathBuf) -> Res<Flow> {
+fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<Flow> {
     let mut f = io::load(path, a.threads).map_err(err)?;
     f.set_threads(a.threads).map_err(err)?;
     check_same_theory(&a.theory, f.lattice.size(), &f.action.couplings, &format!("checkpoint '{}'", path.display()))?;
@@ -135,7 +135,7 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
     // seconds already spent on this run (from the log of earlier invocations)
     let earlier = std::fs::read_to_string(&log_path)
         .ok()
-        .and_then(|s| s.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).last())
+        .and_then(|s| s.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()))
         .and_then(|v| v.get("seconds").and_then(|s| s.as_f64()))
         .filter(|_| a.resume.is_some())
         .unwrap_or(0.0);
