@@ -3,7 +3,7 @@
 //! paper's numbers.
 //!
 //! EQFLOW_OUT=out cargo run --release --example reproduce_table1 -- [--minutes M] [--proposals N]
-//!     [--coarse-fraction F] [--decay D] [--threads K] [--load 1] L...
+//!     [--coarse-fraction F] [--decay D] [--threads K] [--load 1] [--init-from-L S] L...
 //! writes out/train_L*.csv (ESS against wall time), out/flow_L*.safetensors and the table.
 //! (default: L = 6 12, 10 minutes of training each, 1e5 proposals)
 
@@ -55,6 +55,8 @@ fn main() {
     // the learning rate falls by this factor over the training budget (exponential decay,
     // its rate set from the speed of the first steps)
     let decay = take("--decay", 10.0);
+    // with --init-from-L S, the flow for L starts from out/flow_L{S}.safetensors (transfer)
+    let init_from = take("--init-from-L", 0.0) as usize;
     let out_dir = std::path::PathBuf::from(std::env::var("EQFLOW_OUT").unwrap_or_else(|_| "out".into()));
     std::fs::create_dir_all(&out_dir).unwrap();
     let sizes: Vec<usize> =
@@ -78,6 +80,11 @@ fn main() {
             (f, m)
         } else {
             let mut flow = Flow::new(cfg, threads).unwrap();
+            if init_from > 0 {
+                let small = eqflow::io::load(&out_dir.join(format!("flow_L{init_from}.safetensors")), 1).unwrap();
+                flow.transfer_from(&small).unwrap();
+                eprintln!("L={l}: initialised from L = {init_from}: ESS {:.3} before training", flow.ess(1000).unwrap());
+            }
             let fine_steps = flow.config.arch.ode_steps;
             flow.set_ode_steps(fine_steps / 3).unwrap();
             let t0 = Instant::now();
