@@ -134,6 +134,9 @@ pub(crate) fn read_tensor(st: &SafeTensors, name: &str, len: Option<usize>) -> R
 
 /// The flow stored in deserialised tensors and metadata.
 pub(crate) fn flow_from(st: &SafeTensors, meta: &HashMap<String, String>, threads: usize) -> Result<Flow> {
+    if meta.contains_key("eqflow_realnvp_format") {
+        return Err(bad("this is a RealNVP file: load it with eqflow::realnvp::load".into()));
+    }
     let version: u32 = meta_get(meta, "eqflow_format")?.parse().map_err(|_| bad("unreadable format version".into()))?;
     if version > FORMAT_VERSION {
         return Err(bad(format!("format version {version} is newer than this library's {FORMAT_VERSION}")));

@@ -84,7 +84,7 @@ pub unsafe extern "C" fn eqflow_chain_new(
         let f: &eqflow_flow = arg_ref(flow, "flow")?;
         let out = super::boundary::arg_out(out, "out")?;
         let guard = lock(&f.inner, "flow")?;
-        let chain = Chain::new(&guard, seed);
+        let chain = Chain::new(&*guard, seed);
         drop(guard);
         give(out, eqflow_chain::new(chain));
         Ok(())

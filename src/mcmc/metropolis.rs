@@ -4,8 +4,9 @@
 //! on rejection the chain repeats φ. The chain holds a frozen snapshot of the flow, so training
 //! the flow afterwards does not change the proposal density of a running chain.
 
+use super::proposal::Proposal;
 use crate::error::{check_len, Error, Result, Status};
-use crate::flow::{FeatureKind, Flow};
+use crate::flow::Flow;
 use crate::observables::{summarize, ChainSummary, Measurements};
 use crate::rng::{Rng, Stream};
 
@@ -50,8 +51,8 @@ pub struct State {
 /// An independence Metropolis chain over a frozen flow. Every step's state is measured on
 /// the fly into bounded [`Measurements`] (M, |M|, M², M⁴, C̃(t)), so chains of any length run
 /// in fixed memory; [`Chain::observables`] analyses them.
-pub struct Chain {
-    pub(crate) flow: Flow,
+pub struct Chain<F: Proposal = Flow> {
+    pub(crate) flow: F,
     pub(crate) seed: u64,
     pub(crate) state: Option<State>,
     pub(crate) stats: ChainStats,
@@ -62,12 +63,22 @@ pub struct Chain {
     pub(crate) needs_action: bool,
 }
 
-impl Chain {
-    /// A chain over a snapshot of `flow`, with its own random stream `seed`.
-    pub fn new(flow: &Flow, seed: u64) -> Self {
-        let measurements = Measurements::new(flow.lattice.size()).expect("the flow's lattice is valid");
+impl Chain<Flow> {
+    /// Replaces the chain's action by a host action (None: the built-in φ⁴ action). A chain
+    /// restored from a checkpoint made with a host action needs it set again before stepping.
+    pub fn set_custom_action(&mut self, action: Option<std::sync::Arc<dyn crate::flow::CustomAction>>) {
+        self.flow.set_custom_action(action);
+        self.needs_action = false;
+    }
+}
+
+impl<F: Proposal> Chain<F> {
+    /// A chain over a frozen snapshot of `flow` (the continuous flow or RealNVP), with its own
+    /// random stream `seed`.
+    pub fn new(flow: &F, seed: u64) -> Self {
+        let measurements = Measurements::new(flow.lattice_size()).expect("the flow's lattice is valid");
         Chain {
-            flow: flow.snapshot(),
+            flow: flow.frozen(),
             seed,
             state: None,
             stats: ChainStats::default(),
@@ -76,13 +87,6 @@ impl Chain {
             needs_action: false,
         }
     }
-    /// Replaces the chain's action by a host action (None: the built-in φ⁴ action). A chain
-    /// restored from a checkpoint made with a host action needs it set again before stepping.
-    pub fn set_custom_action(&mut self, action: Option<std::sync::Arc<dyn crate::flow::CustomAction>>) {
-        self.flow.set_custom_action(action);
-        self.needs_action = false;
-    }
-
     fn check_action(&self) -> Result<()> {
         if self.needs_action {
             return Err(Error::invalid(
@@ -118,7 +122,7 @@ impl Chain {
         summarize(&self.measurements)
     }
     /// The frozen flow.
-    pub fn flow(&mut self) -> &mut Flow {
+    pub fn flow(&mut self) -> &mut F {
         &mut self.flow
     }
     /// Counters.
@@ -218,10 +222,7 @@ impl Chain {
         if !(s[0].is_finite() && (log_ratio >= 0.0 || u < log_ratio.exp())) {
             return Ok(());
         }
-        let log_q = match self.flow.config.arch.features {
-            FeatureKind::Odd => cur.log_q,
-            FeatureKind::NonOdd => self.flow.log_prob(&neg)?[0],
-        };
+        let log_q = if self.flow.log_q_is_even() { cur.log_q } else { self.flow.log_prob(&neg)?[0] };
         self.stats.flips_accepted += 1;
         self.state = Some(State { phi: neg, log_q, action: s[0] });
         Ok(())

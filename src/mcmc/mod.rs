@@ -3,3 +3,4 @@
 pub mod checkpoint;
 pub mod hmc;
 pub mod metropolis;
+pub mod proposal;

@@ -10,7 +10,9 @@
 
 mod cnn;
 mod coupling;
+mod file;
 mod model;
 mod network;
 
+pub use file::{from_slice, load, save, to_vec, REALNVP_FORMAT_VERSION};
 pub use model::{ParamGroup, RealNvp, RealNvpConfig};
