@@ -63,6 +63,18 @@ inline std::int32_t action_trampoline(void *user, std::size_t n, std::size_t vol
         return -1;
     }
 }
+
+// Installs a C++ host action through `set` (eqflow_flow_set_action or eqflow_chain_set_action
+// bound to a handle); returns the function to keep alive (null for an empty function).
+template <class Set> std::shared_ptr<const ActionFunction> install_action(Set set, ActionFunction action) {
+    if (!action) {
+        check(set(nullptr, nullptr));
+        return nullptr;
+    }
+    auto held = std::make_shared<const ActionFunction>(std::move(action));
+    check(set(action_trampoline, const_cast<void *>(static_cast<const void *>(held.get()))));
+    return held;
+}
 } // namespace detail
 
 /// Defaults of eqflow_context_new (CPU, device 0, 1 thread).
@@ -176,14 +188,9 @@ class Flow {
     /// Exceptions it throws are caught and reported as EQFLOW_STATUS_CALLBACK. The function is
     /// kept alive by this flow and by the chains created while it is set.
     void set_action(ActionFunction action) {
-        if (!action) {
-            set_action(nullptr, nullptr);
-            return;
-        }
-        auto held = std::make_shared<const ActionFunction>(std::move(action));
-        check(eqflow_flow_set_action(h_.get(), detail::action_trampoline,
-                                     const_cast<void *>(static_cast<const void *>(held.get()))));
-        action_ = std::move(held);
+        eqflow_flow *f = h_.get();
+        action_ = detail::install_action(
+            [f](eqflow_action_fn fn, void *ud) { return eqflow_flow_set_action(f, fn, ud); }, std::move(action));
     }
     eqflow_flow *get() const noexcept { return h_.get(); }
     /// The C++ host action set with set_action(ActionFunction), if any (chains share it).
@@ -221,14 +228,9 @@ class Chain {
     /// Sets the chain's C++ host action (exceptions become EQFLOW_STATUS_CALLBACK); kept alive
     /// by the chain.
     void set_action(ActionFunction action) {
-        if (!action) {
-            set_action(nullptr, nullptr);
-            return;
-        }
-        auto held = std::make_shared<const ActionFunction>(std::move(action));
-        check(eqflow_chain_set_action(h_.get(), detail::action_trampoline,
-                                      const_cast<void *>(static_cast<const void *>(held.get()))));
-        action_ = std::move(held);
+        eqflow_chain *c = h_.get();
+        action_ = detail::install_action(
+            [c](eqflow_action_fn fn, void *ud) { return eqflow_chain_set_action(c, fn, ud); }, std::move(action));
     }
     /// Runs n steps; returns the accept flags (the chain's fields go to *phi if given).
     std::vector<std::uint8_t> step(std::size_t n, std::vector<double> *phi = nullptr) {

@@ -523,7 +523,8 @@ enum AnyTape {
     F32(Tape<f32>),
 }
 
-fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+/// A thread pool of `threads` workers (0: all cores), owned by one flow (never the global pool).
+pub(crate) fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -531,7 +532,8 @@ fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
         .map_err(|e| Error::new(Status::Internal, format!("thread pool: {e}")))
 }
 
-fn concat(parts: Vec<Samples>) -> Samples {
+/// Chunk results joined in chunk order.
+pub(crate) fn concat(parts: Vec<Samples>) -> Samples {
     let mut out = Samples::default();
     for p in parts {
         out.phi.extend(p.phi);

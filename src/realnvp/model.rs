@@ -8,7 +8,7 @@ use super::network::Network;
 use crate::action::{Action, Couplings};
 use crate::error::{check_finite, check_len, Error, Result, Status};
 use crate::flow::grad::log_prior;
-use crate::flow::model::{Samples, StepStats, CHUNK};
+use crate::flow::model::{build_pool, concat, Samples, StepStats, CHUNK};
 use crate::lattice::Lattice;
 use crate::rng::{Rng, Stream};
 use crate::train::{ess, Adam, Schedule, TrainConfig};
@@ -386,20 +386,3 @@ fn initial_params(net: &Network, seed: u64) -> Vec<f64> {
     p
 }
 
-fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map(Arc::new)
-        .map_err(|e| Error::new(Status::Internal, format!("thread pool: {e}")))
-}
-
-fn concat(parts: Vec<Samples>) -> Samples {
-    let mut out = Samples::default();
-    for p in parts {
-        out.phi.extend(p.phi);
-        out.log_q.extend(p.log_q);
-        out.action.extend(p.action);
-    }
-    out
-}

@@ -12,35 +12,14 @@
  * - eqflow_flow_sample_float gives (float) of the double samples of the same seed.
  * - A version-1 eqflow_flow_params (struct_size = offsetof(layout)) is accepted and gives the
  *   defaults of the appended fields; other sizes are EQFLOW_STATUS_BAD_STRUCT_SIZE. */
-#include "eqflow.h"
+#include "check.h"
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond,    \
-                    eqflow_last_error_message());                                              \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        eqflow_status s_ = (call);                                                             \
-        if (s_ != EQFLOW_STATUS_OK) {                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,            \
-                    eqflow_status_name(s_), eqflow_last_error_message());                      \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
-
-#define EXPECT(call, want)                                                                     \
+#define EXPECT_STATUS(call, want)                                                                     \
     do {                                                                                       \
         eqflow_status s_ = (call);                                                             \
         if (s_ != (want)) {                                                                    \
@@ -407,7 +386,7 @@ static void check_float_samples(void) {
         CHECK(same);
         for (int i = 0; i < N; i++) CHECK(lqf[i] == lq[i] && sf[i] == s[i]);
         /* the streams advanced alike; short float buffers are errors */
-        EXPECT(eqflow_flow_sample_float(b, N, phif, N * V - 1, NULL, 0, NULL, 0), EQFLOW_STATUS_BAD_LENGTH);
+        EXPECT_STATUS(eqflow_flow_sample_float(b, N, phif, N * V - 1, NULL, 0, NULL, 0), EQFLOW_STATUS_BAD_LENGTH);
         OK(eqflow_flow_sample(a, 1, phi, V, NULL, 0, NULL, 0));
         OK(eqflow_flow_sample_float(b, 1, phif, V, NULL, 0, NULL, 0));
         for (size_t i = 0; i < V; i++) same &= phif[i] == (float)phi[i];
@@ -445,7 +424,7 @@ static void check_struct_sizes(void) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         base_params(&fp, L);
         fp.struct_size = bad[i];
-        EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_BAD_STRUCT_SIZE);
+        EXPECT_STATUS(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_BAD_STRUCT_SIZE);
         CHECK(strstr(eqflow_last_error_message(), "eqflow_flow_params") != NULL);
     }
     CHECK(untouched == (eqflow_flow *)0x1);
@@ -454,21 +433,21 @@ static void check_struct_sizes(void) {
     /* invalid values of the appended fields */
     base_params(&fp, L);
     fp.layout = 3;
-    EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
+    EXPECT_STATUS(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(eqflow_last_error_message(), "layout") != NULL);
     base_params(&fp, L);
     fp.couplings_form = 2;
-    EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
+    EXPECT_STATUS(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(eqflow_last_error_message(), "couplings_form") != NULL);
     base_params(&fp, L);
     fp.couplings_form = EQFLOW_COUPLINGS_HOPPING;
     fp.kappa = 0.0;
-    EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
+    EXPECT_STATUS(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
     fp.kappa = NAN;
-    EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
+    EXPECT_STATUS(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
     fp.kappa = 0.27;
     fp.lambda_tilde = -0.1;
-    EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
+    EXPECT_STATUS(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT);
     CHECK(untouched == (eqflow_flow *)0x1);
     /* the defaults of the appended fields */
     eqflow_flow_params_init(&fp, sizeof fp);
@@ -497,14 +476,14 @@ static void check_struct_sizes(void) {
     OK(eqflow_chain_step(c, 0, NULL, 0, NULL, 0, &cs));
     CHECK(cs.non_finite == 0 && cs.flips_proposed == 0 && cs.flips_accepted == 0 && cs.measured == 12);
     cs.struct_size = sizeof cs - 8;
-    EXPECT(eqflow_chain_step(c, 0, NULL, 0, NULL, 0, &cs), EQFLOW_STATUS_BAD_STRUCT_SIZE);
-    EXPECT(eqflow_chain_run(c, 1, 0, NULL, 0, &cs), EQFLOW_STATUS_BAD_STRUCT_SIZE);
+    EXPECT_STATUS(eqflow_chain_step(c, 0, NULL, 0, NULL, 0, &cs), EQFLOW_STATUS_BAD_STRUCT_SIZE);
+    EXPECT_STATUS(eqflow_chain_run(c, 1, 0, NULL, 0, &cs), EQFLOW_STATUS_BAD_STRUCT_SIZE);
     eqflow_observables ob;
     ob.struct_size = sizeof ob - 8;
-    EXPECT(eqflow_chain_observables(c, &ob), EQFLOW_STATUS_BAD_STRUCT_SIZE);
+    EXPECT_STATUS(eqflow_chain_observables(c, &ob), EQFLOW_STATUS_BAD_STRUCT_SIZE);
     eqflow_reweighted rw;
     rw.struct_size = sizeof rw - 8;
-    EXPECT(eqflow_flow_reweight(ref, 8, 0.0, &rw), EQFLOW_STATUS_BAD_STRUCT_SIZE);
+    EXPECT_STATUS(eqflow_flow_reweight(ref, 8, 0.0, &rw), EQFLOW_STATUS_BAD_STRUCT_SIZE);
     eqflow_chain_free(c);
     eqflow_flow_free(ref);
 }

@@ -1,45 +1,11 @@
 /* Misuse of the C ABI must give a status and a message, never undefined behaviour; and the
  * same seed must give the same numbers from C as from Rust (tests/c_abi.rs compares the
  * RESULT lines). Usage: misuse <scratch-dir> */
-#include "eqflow.h"
+#include "check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond,    \
-                    eqflow_last_error_message());                                              \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
-
-/* the status is `want` and the message names the function and the argument */
-#define EXPECT(call, want, fn, arg)                                                            \
-    do {                                                                                       \
-        eqflow_status s_ = (call);                                                             \
-        const char *m_ = eqflow_last_error_message();                                          \
-        if (s_ != (want) || !strstr(m_, fn) || !strstr(m_, arg)) {                             \
-            fprintf(stderr, "FAIL %s:%d: %s -> %d (%s) '%s', want %d naming %s and %s\n",      \
-                    __FILE__, __LINE__, #call, (int)s_, eqflow_status_name(s_), m_, (int)(want), \
-                    fn, arg);                                                                  \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        eqflow_status s_ = (call);                                                             \
-        if (s_ != EQFLOW_STATUS_OK) {                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,            \
-                    eqflow_status_name(s_), eqflow_last_error_message());                      \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
 
 static void small_params(eqflow_flow_params *fp) {
     eqflow_flow_params_init(fp, sizeof *fp);
