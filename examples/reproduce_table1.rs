@@ -83,7 +83,10 @@ fn main() {
             if init_from > 0 {
                 let small = eqflow::io::load(&out_dir.join(format!("flow_L{init_from}.safetensors")), 1).unwrap();
                 flow.transfer_from(&small).unwrap();
-                eprintln!("L={l}: initialised from L = {init_from}: ESS {:.3} before training", flow.ess(1000).unwrap());
+                eprintln!(
+                    "L={l}: initialised from L = {init_from}: ESS {:.3} before training",
+                    flow.ess(1000).unwrap()
+                );
             }
             let fine_steps = flow.config.arch.ode_steps;
             flow.set_ode_steps(fine_steps / 3).unwrap();
