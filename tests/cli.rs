@@ -102,6 +102,8 @@ fn bad_arguments_give_one_line_and_exit_2() {
     assert_one_line_error(&run(&["sample", "--flow", o]), "safetensors");
     assert_one_line_error(&run(&["train", "--presett", "L6", "--out", o]), "--presett");
     assert_one_line_error(&run(&["hmc", "--preset", "L6", "--n", "3"]), "--n 3");
+    assert_one_line_error(&run(&["train", "--preset", "L6", "--backend", "cuda", "--out", o]), "CUDA backend");
+    assert_one_line_error(&run(&["train", "--preset", "L6", "--backend", "tpu", "--out", o]), "unknown backend");
 }
 
 #[test]

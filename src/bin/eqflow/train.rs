@@ -48,6 +48,9 @@ pub struct TrainArgs {
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Compute backend: cpu (the CUDA backend is not in this build yet).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
     /// Start from a flow trained on a smaller lattice (same architecture): its kernel seeds the
     /// same displacements here, longer-range orbits start at zero.
     #[arg(long)]
@@ -115,6 +118,15 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<Flow> {
 }
 
 pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
+    match a.backend.as_str() {
+        "cpu" => {}
+        "cuda" => {
+            return Err("--backend cuda: the CUDA backend is not available in this build yet (see kernels/README.md); \
+                        use --backend cpu"
+                .into())
+        }
+        b => return Err(format!("unknown backend '{b}' (cpu or cuda)")),
+    }
     if let Some(m) = a.minutes {
         if !(m.is_finite() && m > 0.0) {
             return Err(format!("--minutes {m}: must be positive"));
