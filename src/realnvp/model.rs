@@ -385,4 +385,3 @@ fn initial_params(net: &Network, seed: u64) -> Vec<f64> {
     }
     p
 }
-
