@@ -408,7 +408,7 @@ impl Flow {
             ));
         }
         let cfg = self.config.train.clone();
-        let lr = cfg.schedule.rate(cfg.learning_rate, self.steps_done);
+        let lr = cfg.rate(self.steps_done);
         self.adam.update(&cfg, lr, &mut self.params, &grad);
         self.prepared = [None, None];
         self.steps_done += 1;

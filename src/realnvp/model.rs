@@ -58,6 +58,7 @@ impl RealNvpConfig {
             beta2: 0.999,
             eps: 1e-8,
             schedule: Schedule::Constant,
+            warmup_steps: 0,
         }
     }
 
@@ -359,7 +360,7 @@ impl RealNvp {
             )));
         }
         let cfg = self.config.train.clone();
-        let lr = cfg.schedule.rate(cfg.learning_rate, self.steps_done);
+        let lr = cfg.rate(self.steps_done);
         self.adam.update(&cfg, lr, &mut self.params, &grad);
         self.steps_done += 1;
         Ok(StepStats { step: self.steps_done, loss, ess: ess(&samples.log_weights()), lr, grad_norm })

@@ -34,6 +34,10 @@ pub struct TrainArgs {
     /// Steps for a tenfold decay of the learning rate (default 8000).
     #[arg(long)]
     pub decay_steps: Option<f64>,
+    /// Steps of linear learning-rate warm-up (default 0; 100 with --init-from, whose transferred
+    /// flow one full-rate Adam step can wreck)
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
     /// Seed of the initial parameters and every random stream.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -93,6 +97,7 @@ fn fresh_flow(a: &TrainArgs) -> Res<Flow> {
         }
         cfg.train.schedule = Schedule::Exponential { decay_steps: d };
     }
+    cfg.train.warmup_steps = a.warmup_steps.unwrap_or(if a.init_from.is_some() { 100 } else { 0 });
     cfg.seed = a.seed;
     let mut flow = Flow::new(cfg, a.threads).map_err(err)?;
     if let Some(p) = &a.init_from {
@@ -108,7 +113,9 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<Flow> {
     f.set_threads(a.threads).map_err(err)?;
     check_same_theory(&a.theory, f.lattice.size(), &f.action.couplings, &format!("checkpoint '{}'", path.display()))?;
     for (flag, given) in
-        [("--batch", a.batch.is_some()), ("--lr", a.lr.is_some()), ("--decay-steps", a.decay_steps.is_some())]
+        [("--batch", a.batch.is_some()), ("--lr", a.lr.is_some()), ("--decay-steps", a.decay_steps.is_some()),
+        ("--warmup-steps", a.warmup_steps.is_some()),
+    ]
     {
         if given {
             return Err(format!("{flag} cannot change when resuming (the checkpoint keeps its settings)"));
