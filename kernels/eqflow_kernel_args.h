@@ -1,0 +1,155 @@
+/* Argument structs of the eqflow CUDA kernels: one plain-data struct per entry point,
+ * passed by value. Mirrored field for field by #[repr(C)] structs in src/cuda/args.rs;
+ * a test compiles this header with the system C compiler and compares sizeof/offsetof.
+ *
+ * Only fixed-size types: device pointers are `unsigned long long` (CUdeviceptr), counts
+ * `unsigned int`, reals `double`. Pointer fields name the element type in a comment; the
+ * f32 and f64 entry points of one kernel share its struct. Layouts follow SPEC §1: a batch
+ * of n fields is n·V reals, field after field, x1 fastest.
+ */
+#ifndef EQFLOW_KERNEL_ARGS_H
+#define EQFLOW_KERNEL_ARGS_H
+
+/* rng.cu: raw Philox4x32-10 words of sub-counters 0..count-1 of one (seed, stream, index). */
+typedef struct eqflow_philox_args {
+    unsigned long long out;   /* u32[4 * count] */
+    unsigned long long seed;
+    unsigned long long index;
+    unsigned int stream;
+    unsigned int count;
+} eqflow_philox_args;
+
+/* rng.cu: z[i][k] = the k-th standard normal of (seed, stream, first + i), i < n, k < v
+ * (Rng::fill_normal, rounded to the real type). */
+typedef struct eqflow_prior_args {
+    unsigned long long z;     /* R[n * v] */
+    unsigned long long seed;
+    unsigned long long first;
+    unsigned int stream;
+    unsigned int n;
+    unsigned int v;
+    unsigned int pad0;
+} eqflow_prior_args;
+
+/* rng.cu: u[i] = Rng::new(seed, stream, first + i).uniform(k), i < n. */
+typedef struct eqflow_uniform_args {
+    unsigned long long u;     /* f64[n] */
+    unsigned long long seed;
+    unsigned long long first;
+    unsigned int stream;
+    unsigned int k;
+    unsigned int n;
+    unsigned int pad0;
+} eqflow_uniform_args;
+
+/* action.cu: S of each of n fields (f64 out) and, for the force kernel, dS/dphi (f64). */
+typedef struct eqflow_action_args {
+    unsigned long long phi;   /* R[n * l * l] */
+    unsigned long long out;   /* action: f64[n]; force: f64[n * l * l] */
+    double m2;
+    double lambda;
+    unsigned int n;
+    unsigned int l;
+} eqflow_action_args;
+
+/* features.cu: h and h' = dh/dphi (n_h x V each per field) of n fields u.
+ * kind 0 = odd (sin), 1 = non-odd (sin, cos, 1); linear != 0 appends the row phi. */
+typedef struct eqflow_features_args {
+    unsigned long long u;     /* R[n * v] */
+    unsigned long long omega; /* R[n_omega] */
+    unsigned long long h;     /* R[n * n_h * v] */
+    unsigned long long hp;    /* R[n * n_h * v] */
+    unsigned int n;
+    unsigned int v;
+    unsigned int n_omega;
+    unsigned int n_h;
+    unsigned int kind;
+    unsigned int linear;
+} eqflow_features_args;
+
+/* features.cu: g = F~ h per field (F~ is n_c x n_h, row-major), the feature mixing. */
+typedef struct eqflow_mix_args {
+    unsigned long long f;     /* R[n_c * n_h] */
+    unsigned long long h;     /* R[n * n_h * v] */
+    unsigned long long g;     /* R[n * n_c * v] */
+    unsigned int n;
+    unsigned int v;
+    unsigned int n_h;
+    unsigned int n_c;
+} eqflow_mix_args;
+
+/* conv.cu: out[b][x] = sum_c sum_y w[c][(x - y) mod L] g[b][c][y] (direct sum). */
+typedef struct eqflow_conv_args {
+    unsigned long long w;     /* R[n_c * l * l] */
+    unsigned long long g;     /* R[n * n_c * l * l] */
+    unsigned long long out;   /* R[n * l * l] */
+    unsigned int n;
+    unsigned int l;
+    unsigned int n_c;
+    unsigned int pad0;
+} eqflow_conv_args;
+
+/* density.cu: div[b] = sum_j (beta_j * sum_x h'_j(x)) (f64 out), the divergence. */
+typedef struct eqflow_divergence_args {
+    unsigned long long hp;    /* R[n * n_h * v] */
+    unsigned long long beta;  /* R[n_h] */
+    unsigned long long div;   /* f64[n] */
+    unsigned int n;
+    unsigned int v;
+    unsigned int n_h;
+    unsigned int pad0;
+} eqflow_divergence_args;
+
+/* density.cu: log r(z_b) = -1/2 sum z^2 - (V/2) log 2 pi (f64 out), the prior density. */
+typedef struct eqflow_log_prior_args {
+    unsigned long long z;     /* R[n * v] */
+    unsigned long long out;   /* f64[n] */
+    unsigned int n;
+    unsigned int v;
+} eqflow_log_prior_args;
+
+/* rk4.cu: u = phi + c * k, the stage point (len = n * V reals). */
+typedef struct eqflow_rk4_point_args {
+    unsigned long long phi;   /* R[len] */
+    unsigned long long k;     /* R[len] */
+    unsigned long long u;     /* R[len] */
+    double c;
+    unsigned long long len;
+} eqflow_rk4_point_args;
+
+/* rk4.cu: out = base + h/6 (k1 + 2 k2 + 2 k3 + k4) per site, and
+ * neg_div[b] -= h/6 (d1 + 2 d2 + 2 d3 + d4) per field. */
+typedef struct eqflow_rk4_combine_args {
+    unsigned long long base;  /* R[n * v] */
+    unsigned long long k1;    /* R[n * v] */
+    unsigned long long k2;
+    unsigned long long k3;
+    unsigned long long k4;
+    unsigned long long out;   /* R[n * v]; may equal base */
+    unsigned long long d1;    /* f64[n] */
+    unsigned long long d2;
+    unsigned long long d3;
+    unsigned long long d4;
+    unsigned long long neg_div; /* f64[n], accumulated */
+    double h;
+    unsigned int n;
+    unsigned int v;
+} eqflow_rk4_combine_args;
+
+/* metropolis.cu: one independence Metropolis chain over m proposals (one thread).
+ * state[i] = index of the proposal that is the chain state after step i, -1 for the state
+ * the chain had before (cur_*, when has_state != 0), -2 while it has none;
+ * accepted[i] = 1 if step i accepted its proposal, else 0. */
+typedef struct eqflow_metropolis_args {
+    unsigned long long log_q;    /* f64[m] */
+    unsigned long long action;   /* f64[m] */
+    unsigned long long u;        /* f64[m]: uniform(0) of (seed, Metropolis, first + i) */
+    unsigned long long state;    /* i32[m] */
+    unsigned long long accepted; /* i32[m] */
+    double cur_log_q;
+    double cur_action;
+    unsigned int m;
+    int has_state;
+} eqflow_metropolis_args;
+
+#endif
