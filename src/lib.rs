@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod conventions;
+pub mod cuda;
 pub mod error;
 pub mod ffi;
 pub mod flow;

@@ -70,58 +70,106 @@ pub struct Work<R: Real> {
     conv: ConvScratch<R>,
 }
 
+/// The feature mixing F̃ = F / n_h (n_c × n_h), if the architecture mixes features.
+pub fn mixing<R: Real>(layout: &Layout, params: &[f64]) -> Option<Vec<R>> {
+    layout.f.clone().map(|f| params[f].iter().map(|&x| R::of(x / layout.n_h as f64)).collect())
+}
+
+/// ∇·f of one field from its h' (n_h × V): Σ_j β_j Σ_x h'_j, each row summed in order in R.
+pub fn divergence<R: Real>(beta: &[R], hp: &[R], v: usize) -> f64 {
+    let mut acc = 0.0;
+    for (j, &b) in beta.iter().enumerate() {
+        let row_sum = hp[j * v..(j + 1) * v].iter().fold(R::zero(), |a, &x| a + x);
+        acc += (b * row_sum).f64();
+    }
+    acc
+}
+
+/// The weights of one time slot s (t = s / 2N_t): the displacement kernel W_t (n_c × V) and
+/// the divergence weights β, as every backend uses them.
+pub struct SlotWeights<R: Real> {
+    /// The time t.
+    pub t: f64,
+    /// Raw time kernel K(t) (d_t).
+    pub k: Vec<f64>,
+    /// Effective time weights K'(t) (n_tc).
+    pub kp: Vec<f64>,
+    /// W_t[c][r] (n_c × V).
+    pub wt: Vec<R>,
+    /// W_t[c][0] (n_c).
+    pub w0: Vec<R>,
+    /// Divergence weights β_j (n_h).
+    pub beta: Vec<R>,
+}
+
+impl<R: Real> SlotWeights<R> {
+    /// The weights of slot `s` for `params`; `fmix` is [`mixing`] of the same parameters.
+    pub fn new(
+        arch: &Architecture,
+        lattice: Lattice,
+        layout: &Layout,
+        params: &[f64],
+        fmix: Option<&[R]>,
+        s: usize,
+    ) -> Self {
+        let v = lattice.volume();
+        let (n_c, n_h, n_tc, d_t, n_orb) = (layout.n_c, layout.n_h, layout.n_tc, layout.d_t, layout.n_orb);
+        let w = &params[layout.w.clone()];
+        let t = s as f64 / (2 * arch.ode_steps) as f64;
+        let mut k = vec![0.0; d_t];
+        time_kernel::eval(arch.time_kernel, t, &mut k);
+        let kp: Vec<f64> = match (&layout.t, arch.time_mixing) {
+            (Some(tr), Some(_)) => {
+                let tm = &params[tr.clone()];
+                (0..n_tc).map(|a| (0..d_t).map(|j| tm[a * d_t + j] * k[j]).sum::<f64>() / d_t as f64).collect()
+            }
+            _ => k.clone(),
+        };
+        // W_o[o][c] = Σ_a W[o][a][c] K'_a, then spread over displacements
+        let mut wo = vec![0.0; n_orb * n_c];
+        for o in 0..n_orb {
+            for (a, &ka) in kp.iter().enumerate() {
+                let row = &w[(o * n_tc + a) * n_c..(o * n_tc + a + 1) * n_c];
+                for c in 0..n_c {
+                    wo[o * n_c + c] += row[c] * ka;
+                }
+            }
+        }
+        let mut wt = vec![R::zero(); n_c * v];
+        for r in 0..v {
+            let o = layout.orbit_of[r];
+            for c in 0..n_c {
+                wt[c * v + r] = R::of(wo[o * n_c + c]);
+            }
+        }
+        let w0: Vec<R> = (0..n_c).map(|c| wt[c * v]).collect();
+        let beta: Vec<R> = match fmix {
+            Some(f) => (0..n_h).map(|j| (0..n_c).fold(R::zero(), |acc, c| acc + w0[c] * f[c * n_h + j])).collect(),
+            None => w0.clone(),
+        };
+        SlotWeights { t, k, kp, wt, w0, beta }
+    }
+}
+
 impl<R: Real> VectorField<R> {
     /// Prepares the field for `params` (layout of `layout`), evaluated with `method`.
     pub fn new(arch: &Architecture, lattice: Lattice, layout: &Layout, params: &[f64], method: ConvMethod) -> Self {
-        let v = lattice.volume();
-        let (n_c, n_h, n_tc, d_t, n_orb) = (layout.n_c, layout.n_h, layout.n_tc, layout.d_t, layout.n_orb);
+        let n_c = layout.n_c;
         let feats = Features {
             kind: arch.features,
             omega: params[layout.omega.clone()].iter().map(|&w| R::of(w)).collect(),
             linear: arch.linear_feature,
         };
-        let fmix: Option<Vec<R>> = layout.f.clone().map(|f| params[f].iter().map(|&x| R::of(x / n_h as f64)).collect());
+        let fmix = mixing::<R>(layout, params);
         let conv = ConvPlan::new(method, lattice.size(), n_c, &layout.orbit_of);
-        let w = &params[layout.w.clone()];
         let n_steps = arch.ode_steps;
-        let mut slots = Vec::with_capacity(2 * n_steps + 1);
-        let mut wo = vec![0.0; n_orb * n_c];
-        let mut wt = vec![R::zero(); n_c * v];
-        for s in 0..=2 * n_steps {
-            let t = s as f64 / (2 * n_steps) as f64;
-            let mut k = vec![0.0; d_t];
-            time_kernel::eval(arch.time_kernel, t, &mut k);
-            let kp: Vec<f64> = match (&layout.t, arch.time_mixing) {
-                (Some(tr), Some(_)) => {
-                    let tm = &params[tr.clone()];
-                    (0..n_tc).map(|a| (0..d_t).map(|j| tm[a * d_t + j] * k[j]).sum::<f64>() / d_t as f64).collect()
-                }
-                _ => k.clone(),
-            };
-            // W_o[o][c] = Σ_a W[o][a][c] K'_a, then spread over displacements
-            wo.iter_mut().for_each(|x| *x = 0.0);
-            for o in 0..n_orb {
-                for (a, &ka) in kp.iter().enumerate() {
-                    let row = &w[(o * n_tc + a) * n_c..(o * n_tc + a + 1) * n_c];
-                    for c in 0..n_c {
-                        wo[o * n_c + c] += row[c] * ka;
-                    }
-                }
-            }
-            for r in 0..v {
-                let o = layout.orbit_of[r];
-                for c in 0..n_c {
-                    wt[c * v + r] = R::of(wo[o * n_c + c]);
-                }
-            }
-            let w0: Vec<R> = (0..n_c).map(|c| wt[c * v]).collect();
-            let beta: Vec<R> = match &fmix {
-                Some(f) => (0..n_h).map(|j| (0..n_c).fold(R::zero(), |acc, c| acc + w0[c] * f[c * n_h + j])).collect(),
-                None => w0.clone(),
-            };
-            let kernel = conv.prepare(&wt);
-            slots.push(Slot { t, k, kp, w0, beta, kernel });
-        }
+        let slots = (0..=2 * n_steps)
+            .map(|s| {
+                let w = SlotWeights::new(arch, lattice, layout, params, fmix.as_deref(), s);
+                let kernel = conv.prepare(&w.wt);
+                Slot { t: w.t, k: w.k, kp: w.kp, w0: w.w0, beta: w.beta, kernel }
+            })
+            .collect();
         VectorField {
             lattice,
             arch: arch.clone(),
@@ -230,13 +278,7 @@ impl<R: Real> VectorField<R> {
         let g = if self.fmix.is_some() { &bank.g[..nb * self.layout.n_c * v] } else { &bank.h[..nb * n_h * v] };
         self.conv.forward(&s.kernel, g, &mut f[..nb * v], &mut w.conv);
         for (b, d) in div.iter_mut().enumerate().take(nb) {
-            let hp = &w.banks[k].hp[b * n_h * v..(b + 1) * n_h * v];
-            let mut acc = 0.0;
-            for (j, &beta) in s.beta.iter().enumerate() {
-                let row_sum = hp[j * v..(j + 1) * v].iter().fold(R::zero(), |a, &x| a + x);
-                acc += (beta * row_sum).f64();
-            }
-            *d = acc;
+            *d = divergence(&s.beta, &w.banks[k].hp[b * n_h * v..(b + 1) * n_h * v], v);
         }
     }
 

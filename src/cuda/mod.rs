@@ -1,0 +1,45 @@
+//! The CUDA backend (issue 5, first slice): CUDA C kernels from `kernels/`, embedded as
+//! PTX, loaded and launched at run time through the driver API, which is itself loaded at
+//! run time (`cudarc` with dynamic loading). One build runs on GPU and CPU-only machines:
+//! without a driver or a device every entry returns [`Status::NoDevice`](crate::Status)
+//! and the host process carries on.
+//!
+//! - [`device`]: the driver-presence guard, the device's primary context and one stream,
+//!   the module cache (PTX first, NVRTC compilation of the embedded source as fallback).
+//! - [`args`]: `#[repr(C)]` mirrors of `kernels/eqflow_kernel_args.h`.
+//! - `launch`: every untyped kernel launch, behind typed functions.
+//! - [`twin`]: the CPU twin of every kernel, built from the CPU code it reproduces; the
+//!   oracle of the GPU tests.
+//! - [`sampler`]: [`CudaFlow`], push-forward of prior draws on the device (sampling
+//!   direction: proposals, log q, S), with its kernel sequence written once over an
+//!   executor that runs either the kernels or their twins.
+//!
+//! Status: nothing here has run on a GPU yet. What is verified without one: the PTX
+//! assembles for sm_70/80/90, the no-device paths, the struct mirrors, and that the kernel
+//! sequence of the sampler, run on the CPU twins, reproduces `Flow::push_forward`.
+
+pub mod args;
+pub mod device;
+mod launch;
+pub mod sampler;
+pub mod twin;
+
+#[cfg(test)]
+mod tests;
+
+pub use device::{available, Device};
+pub use sampler::CudaFlow;
+
+/// The element types of the kernels' bulk data (f32 and f64 entry points).
+pub trait Elem: crate::real::Real + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Unpin {
+    /// The suffix of the kernels' entry points for this type: "f32" or "f64".
+    const SUFFIX: &'static str;
+}
+
+impl Elem for f32 {
+    const SUFFIX: &'static str = "f32";
+}
+
+impl Elem for f64 {
+    const SUFFIX: &'static str = "f64";
+}

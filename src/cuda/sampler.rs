@@ -1,0 +1,502 @@
+//! [`CudaFlow`]: a flow's prepared vector field on the device, and push-forward of prior
+//! draws there (sampling direction: fields, log q and S), with host↔device traffic only at
+//! the API boundary (prior draws are made on the device; fields, log r, −∫∇·f and S come
+//! back once per chunk).
+//!
+//! The kernel sequence is written once, in [`Pipeline::push_forward`], over an [`Exec`]utor:
+//! the device runs the kernels, [`CpuTwins`] runs their CPU twins. The CPU tests run the
+//! sequence on the twins against `Flow::push_forward`; the GPU tests run it on the device.
+
+use super::device::{guard, Device};
+use super::launch;
+pub use super::launch::FeatureDims;
+use super::{twin, Elem};
+use crate::error::{Error, Result, Status};
+use crate::flow::config::FeatureKind;
+use crate::flow::model::{Flow, Precision, Samples};
+use crate::flow::vector_field::{mixing, SlotWeights};
+use crate::rng::Stream;
+use cudarc::driver::CudaSlice;
+use std::sync::Arc;
+
+/// What the sampler's kernel sequence needs, on the device or on the CPU twins.
+pub trait Exec<R: Elem> {
+    /// A buffer of R.
+    type R;
+    /// A buffer of f64.
+    type D;
+    /// n zeros.
+    fn zeros(&self, n: usize) -> Result<Self::R>;
+    /// n zeros (f64).
+    fn zeros_d(&self, n: usize) -> Result<Self::D>;
+    /// A copy of host data.
+    fn upload(&self, x: &[R]) -> Result<Self::R>;
+    /// The contents.
+    fn download(&self, b: &Self::R) -> Result<Vec<R>>;
+    /// The contents (f64).
+    fn download_d(&self, b: &Self::D) -> Result<Vec<f64>>;
+    /// rng.cu prior normals.
+    fn prior_normal(&self, z: &mut Self::R, seed: u64, stream: Stream, first: u64, n: usize, v: usize) -> Result<()>;
+    /// density.cu log r.
+    fn log_prior(&self, z: &Self::R, out: &mut Self::D, n: usize, v: usize) -> Result<()>;
+    /// features.cu h, h'.
+    fn features(&self, u: &Self::R, omega: &Self::R, h: &mut Self::R, hp: &mut Self::R, d: FeatureDims) -> Result<()>;
+    /// features.cu g = F̃ h.
+    #[allow(clippy::too_many_arguments)]
+    fn mix(&self, f: &Self::R, h: &Self::R, g: &mut Self::R, n: usize, v: usize, n_h: usize, n_c: usize) -> Result<()>;
+    /// conv.cu.
+    fn conv(&self, w: &Self::R, g: &Self::R, out: &mut Self::R, n: usize, l: usize, n_c: usize) -> Result<()>;
+    /// density.cu divergence.
+    fn divergence(&self, hp: &Self::R, beta: &Self::R, div: &mut Self::D, n: usize, v: usize, n_h: usize)
+        -> Result<()>;
+    /// rk4.cu stage point over `len` elements.
+    fn rk4_point(&self, phi: &Self::R, k: &Self::R, u: &mut Self::R, c: f64, len: usize) -> Result<()>;
+    /// rk4.cu combination.
+    #[allow(clippy::too_many_arguments)]
+    fn rk4_combine(
+        &self,
+        cur: &mut Self::R,
+        k: [&Self::R; 4],
+        d: [&Self::D; 4],
+        neg_div: &mut Self::D,
+        h: f64,
+        n: usize,
+        v: usize,
+    ) -> Result<()>;
+    /// action.cu S.
+    fn action(&self, phi: &Self::R, out: &mut Self::D, m2: f64, lambda: f64, n: usize, l: usize) -> Result<()>;
+}
+
+impl<R: Elem> Exec<R> for Device {
+    type R = CudaSlice<R>;
+    type D = CudaSlice<f64>;
+    fn zeros(&self, n: usize) -> Result<Self::R> {
+        guard("CUDA alloc", Status::Device, || {
+            self.stream.alloc_zeros(n.max(1)).map_err(|e| oom(n * std::mem::size_of::<R>(), e))
+        })
+    }
+    fn zeros_d(&self, n: usize) -> Result<Self::D> {
+        guard("CUDA alloc", Status::Device, || self.stream.alloc_zeros(n.max(1)).map_err(|e| oom(n * 8, e)))
+    }
+    fn upload(&self, x: &[R]) -> Result<Self::R> {
+        guard("CUDA upload", Status::Device, || {
+            if x.is_empty() {
+                return self.stream.alloc_zeros(1).map_err(|e| oom(8, e));
+            }
+            self.stream.clone_htod(x).map_err(|e| super::device::driver_error("cuMemcpyHtoD", e))
+        })
+    }
+    fn download(&self, b: &Self::R) -> Result<Vec<R>> {
+        guard("CUDA download", Status::Device, || {
+            self.stream.clone_dtoh(b).map_err(|e| super::device::driver_error("cuMemcpyDtoH", e))
+        })
+    }
+    fn download_d(&self, b: &Self::D) -> Result<Vec<f64>> {
+        guard("CUDA download", Status::Device, || {
+            self.stream.clone_dtoh(b).map_err(|e| super::device::driver_error("cuMemcpyDtoH", e))
+        })
+    }
+    fn prior_normal(&self, z: &mut Self::R, seed: u64, stream: Stream, first: u64, n: usize, v: usize) -> Result<()> {
+        launch::prior_normal(self, z, seed, stream as u32, first, n, v)
+    }
+    fn log_prior(&self, z: &Self::R, out: &mut Self::D, n: usize, v: usize) -> Result<()> {
+        launch::log_prior(self, z, out, n, v)
+    }
+    fn features(&self, u: &Self::R, omega: &Self::R, h: &mut Self::R, hp: &mut Self::R, d: FeatureDims) -> Result<()> {
+        launch::features(self, u, omega, h, hp, d)
+    }
+    fn mix(&self, f: &Self::R, h: &Self::R, g: &mut Self::R, n: usize, v: usize, n_h: usize, n_c: usize) -> Result<()> {
+        launch::mix(self, f, h, g, n, v, n_h, n_c)
+    }
+    fn conv(&self, w: &Self::R, g: &Self::R, out: &mut Self::R, n: usize, l: usize, n_c: usize) -> Result<()> {
+        launch::conv_direct(self, w, g, out, n, l, n_c)
+    }
+    fn divergence(
+        &self,
+        hp: &Self::R,
+        beta: &Self::R,
+        div: &mut Self::D,
+        n: usize,
+        v: usize,
+        n_h: usize,
+    ) -> Result<()> {
+        launch::divergence(self, hp, beta, div, n, v, n_h)
+    }
+    fn rk4_point(&self, phi: &Self::R, k: &Self::R, u: &mut Self::R, c: f64, len: usize) -> Result<()> {
+        launch::rk4_point(self, phi, k, u, c, len)
+    }
+    fn rk4_combine(
+        &self,
+        cur: &mut Self::R,
+        k: [&Self::R; 4],
+        d: [&Self::D; 4],
+        neg_div: &mut Self::D,
+        h: f64,
+        n: usize,
+        v: usize,
+    ) -> Result<()> {
+        launch::rk4_combine(self, cur, k, d, neg_div, h, n, v)
+    }
+    fn action(&self, phi: &Self::R, out: &mut Self::D, m2: f64, lambda: f64, n: usize, l: usize) -> Result<()> {
+        launch::action(self, phi, out, m2, lambda, n, l)
+    }
+}
+
+fn oom(bytes: usize, e: cudarc::driver::DriverError) -> Error {
+    Error::new(Status::OutOfMemory, format!("CUDA: allocating {bytes} bytes failed: {e:?}"))
+}
+
+/// The executor of the CPU twins (host vectors; the oracle of the kernel sequence).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTwins;
+
+impl<R: Elem> Exec<R> for CpuTwins {
+    type R = Vec<R>;
+    type D = Vec<f64>;
+    fn zeros(&self, n: usize) -> Result<Self::R> {
+        Ok(vec![R::zero(); n])
+    }
+    fn zeros_d(&self, n: usize) -> Result<Self::D> {
+        Ok(vec![0.0; n])
+    }
+    fn upload(&self, x: &[R]) -> Result<Self::R> {
+        Ok(x.to_vec())
+    }
+    fn download(&self, b: &Self::R) -> Result<Vec<R>> {
+        Ok(b.clone())
+    }
+    fn download_d(&self, b: &Self::D) -> Result<Vec<f64>> {
+        Ok(b.clone())
+    }
+    fn prior_normal(&self, z: &mut Self::R, seed: u64, stream: Stream, first: u64, n: usize, v: usize) -> Result<()> {
+        z[..n * v].copy_from_slice(&twin::prior_normal::<R>(seed, stream, first, n, v));
+        Ok(())
+    }
+    fn log_prior(&self, z: &Self::R, out: &mut Self::D, n: usize, v: usize) -> Result<()> {
+        out[..n].copy_from_slice(&twin::log_prior(&z[..n * v], v));
+        Ok(())
+    }
+    fn features(&self, u: &Self::R, omega: &Self::R, h: &mut Self::R, hp: &mut Self::R, d: FeatureDims) -> Result<()> {
+        let kind = if d.kind == 0 { FeatureKind::Odd } else { FeatureKind::NonOdd };
+        let (th, tp) = twin::features(&u[..d.n * d.v], &omega[..d.n_omega], kind, d.linear, d.v);
+        h[..th.len()].copy_from_slice(&th);
+        hp[..tp.len()].copy_from_slice(&tp);
+        Ok(())
+    }
+    fn mix(&self, f: &Self::R, h: &Self::R, g: &mut Self::R, n: usize, v: usize, n_h: usize, n_c: usize) -> Result<()> {
+        g[..n * n_c * v].copy_from_slice(&twin::mix(&f[..n_c * n_h], &h[..n * n_h * v], n_c, n_h, v));
+        Ok(())
+    }
+    fn conv(&self, w: &Self::R, g: &Self::R, out: &mut Self::R, n: usize, l: usize, n_c: usize) -> Result<()> {
+        let v = l * l;
+        out[..n * v].copy_from_slice(&twin::conv(&w[..n_c * v], &g[..n * n_c * v], l, n_c));
+        Ok(())
+    }
+    fn divergence(
+        &self,
+        hp: &Self::R,
+        beta: &Self::R,
+        div: &mut Self::D,
+        n: usize,
+        v: usize,
+        n_h: usize,
+    ) -> Result<()> {
+        div[..n].copy_from_slice(&twin::divergence(&hp[..n * n_h * v], &beta[..n_h], v));
+        Ok(())
+    }
+    fn rk4_point(&self, phi: &Self::R, k: &Self::R, u: &mut Self::R, c: f64, len: usize) -> Result<()> {
+        u[..len].copy_from_slice(&twin::rk4_point(&phi[..len], &k[..len], R::of(c)));
+        Ok(())
+    }
+    fn rk4_combine(
+        &self,
+        cur: &mut Self::R,
+        k: [&Self::R; 4],
+        d: [&Self::D; 4],
+        neg_div: &mut Self::D,
+        h: f64,
+        n: usize,
+        v: usize,
+    ) -> Result<()> {
+        let k = k.map(|x| &x[..n * v]);
+        let d = d.map(|x| &x[..n]);
+        twin::rk4_combine(&mut cur[..n * v], k, d, &mut neg_div[..n], h);
+        Ok(())
+    }
+    fn action(&self, phi: &Self::R, out: &mut Self::D, m2: f64, lambda: f64, n: usize, l: usize) -> Result<()> {
+        out[..n].copy_from_slice(&twin::action(&phi[..n * l * l], m2, lambda, l));
+        Ok(())
+    }
+}
+
+/// The prepared vector field of one flow in one precision, held by an executor.
+pub struct Pipeline<R: Elem, E: Exec<R>> {
+    l: usize,
+    n_steps: usize,
+    m2: f64,
+    lambda: f64,
+    dims: FeatureDims,
+    n_c: usize,
+    omega: E::R,
+    fmix: Option<E::R>,
+    /// W_t (n_c × V) of each of the 2N_t + 1 time slots.
+    wt: Vec<E::R>,
+    /// β (n_h) of each slot.
+    beta: Vec<E::R>,
+}
+
+/// Per-chunk results on the executor's side, downloaded at the end.
+struct Chunk<E: Exec<R>, R: Elem> {
+    phi: E::R,
+    log_r: E::D,
+    neg_div: E::D,
+    action: E::D,
+}
+
+impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
+    /// Uploads the sampling field of `flow` (its parameters now) to `exec`.
+    pub fn new(flow: &Flow, exec: &E) -> Result<Self> {
+        if flow.has_custom_action() {
+            return Err(Error::invalid(
+                "CUDA sampler: a host action (eqflow_flow_set_action) cannot run on the device",
+            ));
+        }
+        let (arch, layout, params) = (&flow.config.arch, &flow.layout, flow.params());
+        let fmix = mixing::<R>(layout, params);
+        let omega: Vec<R> = params[layout.omega.clone()].iter().map(|&w| R::of(w)).collect();
+        let (mut wt, mut beta) = (Vec::new(), Vec::new());
+        for s in 0..=2 * arch.ode_steps {
+            let w = SlotWeights::<R>::new(arch, flow.lattice, layout, params, fmix.as_deref(), s);
+            wt.push(exec.upload(&w.wt)?);
+            beta.push(exec.upload(&w.beta)?);
+        }
+        Ok(Pipeline {
+            l: flow.lattice.size(),
+            n_steps: arch.ode_steps,
+            m2: flow.action.couplings.m2,
+            lambda: flow.action.couplings.lambda,
+            dims: FeatureDims {
+                n: 0,
+                v: flow.volume(),
+                n_omega: omega.len(),
+                n_h: layout.n_h,
+                kind: (arch.features == FeatureKind::NonOdd) as u32,
+                linear: arch.linear_feature,
+            },
+            n_c: layout.n_c,
+            omega: exec.upload(&omega)?,
+            fmix: match fmix {
+                Some(f) => Some(exec.upload(&f)?),
+                None => None,
+            },
+            wt,
+            beta,
+        })
+    }
+
+    /// Fields per chunk so that the feature banks stay below ~256 MiB.
+    pub fn chunk_fields(&self) -> usize {
+        let per = self.dims.v * (2 * self.dims.n_h + self.n_c + 8) * std::mem::size_of::<R>();
+        ((256usize << 20) / per.max(1)).clamp(1, 1 << 16)
+    }
+
+    /// The RK4 integration of ode::forward on prior points `z` (n × V, overwritten by φ(1)),
+    /// with log r, −∫∇·f and S of each field (chunk_forward and Flow::push_forward).
+    fn push_forward(&self, exec: &E, mut z: E::R, n: usize) -> Result<Chunk<E, R>> {
+        let (v, l, n_c) = (self.dims.v, self.l, self.n_c);
+        let n_h = self.dims.n_h;
+        let d = FeatureDims { n, ..self.dims };
+        let mut log_r = exec.zeros_d(n)?;
+        exec.log_prior(&z, &mut log_r, n, v)?;
+        let mut neg_div = exec.zeros_d(n)?;
+        let (mut h, mut hp) = (exec.zeros(n * n_h * v)?, exec.zeros(n * n_h * v)?);
+        let mut g = if self.fmix.is_some() { Some(exec.zeros(n * n_c * v)?) } else { None };
+        let mut u = exec.zeros(n * v)?;
+        let mut k = [exec.zeros(n * v)?, exec.zeros(n * v)?, exec.zeros(n * v)?, exec.zeros(n * v)?];
+        let mut dv = [exec.zeros_d(n)?, exec.zeros_d(n)?, exec.zeros_d(n)?, exec.zeros_d(n)?];
+        // the step and stage coefficients in R, as ode::stages_upto rounds them
+        let h_step = 1.0 / self.n_steps.max(1) as f64;
+        let hr = R::of(h_step);
+        let half = (hr * R::of(0.5)).f64();
+        let coef = [0.0, half, half, hr.f64()];
+        for step in 0..self.n_steps {
+            let slots = [2 * step, 2 * step + 1, 2 * step + 1, 2 * step + 2];
+            for i in 0..4 {
+                if i > 0 {
+                    let (prev, _) = k.split_at(i);
+                    exec.rk4_point(&z, &prev[i - 1], &mut u, coef[i], n * v)?;
+                }
+                let point = if i == 0 { &z } else { &u };
+                exec.features(point, &self.omega, &mut h, &mut hp, d)?;
+                let feats = match (&self.fmix, g.as_mut()) {
+                    (Some(f), Some(g)) => {
+                        exec.mix(f, &h, g, n, v, n_h, n_c)?;
+                        &*g
+                    }
+                    _ => &h,
+                };
+                exec.conv(&self.wt[slots[i]], feats, &mut k[i], n, l, n_c)?;
+                exec.divergence(&hp, &self.beta[slots[i]], &mut dv[i], n, v, n_h)?;
+            }
+            exec.rk4_combine(
+                &mut z,
+                [&k[0], &k[1], &k[2], &k[3]],
+                [&dv[0], &dv[1], &dv[2], &dv[3]],
+                &mut neg_div,
+                h_step,
+                n,
+                v,
+            )?;
+        }
+        let mut action = exec.zeros_d(n)?;
+        exec.action(&z, &mut action, self.m2, self.lambda, n, l)?;
+        Ok(Chunk { phi: z, log_r, neg_div, action })
+    }
+
+    fn finish(&self, exec: &E, c: Chunk<E, R>, n: usize, out: &mut Samples) -> Result<()> {
+        let v = self.dims.v;
+        let phi = exec.download(&c.phi)?;
+        let (log_r, neg_div, action) =
+            (exec.download_d(&c.log_r)?, exec.download_d(&c.neg_div)?, exec.download_d(&c.action)?);
+        out.phi.extend(phi[..n * v].iter().map(|x| x.f64()));
+        // log q = log r(z) − ∫∇·f, summed as chunk_forward sums it
+        out.log_q.extend((0..n).map(|b| log_r[b] + neg_div[b]));
+        out.action.extend_from_slice(&action[..n]);
+        Ok(())
+    }
+
+    /// Pushes host prior points z (n × V, f64; rounded to R) through the flow.
+    pub fn push_forward_host(&self, exec: &E, z: &[f64]) -> Result<Samples> {
+        let v = self.dims.v;
+        let mut out = Samples::default();
+        for zc in z.chunks(self.chunk_fields() * v) {
+            let n = zc.len() / v;
+            let zr: Vec<R> = zc.iter().map(|&x| R::of(x)).collect();
+            let c = self.push_forward(exec, exec.upload(&zr)?, n)?;
+            self.finish(exec, c, n, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Draws prior points `first..first + n` of (seed, stream) on the executor and pushes them.
+    pub fn sample(&self, exec: &E, seed: u64, stream: Stream, first: u64, n: usize) -> Result<Samples> {
+        let v = self.dims.v;
+        let mut out = Samples::default();
+        let mut done = 0;
+        while done < n {
+            let m = (n - done).min(self.chunk_fields());
+            let mut z = exec.zeros(m * v)?;
+            exec.prior_normal(&mut z, seed, stream, first + done as u64, m, v)?;
+            let c = self.push_forward(exec, z, m)?;
+            self.finish(exec, c, m, &mut out)?;
+            done += m;
+        }
+        Ok(out)
+    }
+}
+
+enum Field {
+    F32(Pipeline<f32, Device>),
+    F64(Pipeline<f64, Device>),
+}
+
+/// A flow's sampling field on a CUDA device: proposals, log q and S computed there, in the
+/// flow's sampling precision. A snapshot: later training of the flow does not change it.
+///
+/// Thread safety: `Send + Sync`; calls from several threads share the device's one stream.
+pub struct CudaFlow {
+    device: Arc<Device>,
+    field: Field,
+    seed: u64,
+    v: usize,
+}
+
+impl CudaFlow {
+    /// Uploads `flow`'s sampling field (its current parameters) to `device`.
+    pub fn new(flow: &Flow, device: Arc<Device>) -> Result<Self> {
+        let field = match flow.config.sample_precision {
+            Precision::F32 => Field::F32(Pipeline::new(flow, &*device)?),
+            Precision::F64 => Field::F64(Pipeline::new(flow, &*device)?),
+        };
+        Ok(CudaFlow { device, field, seed: flow.config.seed, v: flow.volume() })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    /// Pushes prior draws z (n × V) through the flow: fields, log q and S (as
+    /// `Flow::push_forward`).
+    pub fn push_forward(&self, z: &[f64]) -> Result<Samples> {
+        if z.len() % self.v != 0 {
+            return Err(Error::length("CUDA push_forward: z", z.len(), self.v * (z.len() / self.v + 1)));
+        }
+        crate::error::check_finite("CUDA push_forward: z", z)?;
+        let d = &*self.device;
+        match &self.field {
+            Field::F32(p) => p.push_forward_host(d, z),
+            Field::F64(p) => p.push_forward_host(d, z),
+        }
+    }
+
+    /// n samples of stream `stream` from index `first`, drawn on the device (as
+    /// `Flow::sample_at`).
+    pub fn sample_at(&self, stream: Stream, first: u64, n: usize) -> Result<Samples> {
+        let d = &*self.device;
+        match &self.field {
+            Field::F32(p) => p.sample(d, self.seed, stream, first, n),
+            Field::F64(p) => p.sample(d, self.seed, stream, first, n),
+        }
+    }
+}
+
+/// The sampler's kernel sequence on the CPU twins: `Flow::sample_at` recomputed the way the
+/// device computes it (the test of the sequence without a GPU).
+pub fn sample_on_twins(flow: &Flow, stream: Stream, first: u64, n: usize) -> Result<Samples> {
+    match flow.config.sample_precision {
+        Precision::F32 => {
+            Pipeline::<f32, CpuTwins>::new(flow, &CpuTwins)?.sample(&CpuTwins, flow.config.seed, stream, first, n)
+        }
+        Precision::F64 => {
+            Pipeline::<f64, CpuTwins>::new(flow, &CpuTwins)?.sample(&CpuTwins, flow.config.seed, stream, first, n)
+        }
+    }
+}
+
+/// Independence Metropolis accept/reject on the device for proposals with `log_q` and
+/// `action` (host, m each), step i using uniform(0) of (seed, Metropolis, first + i) as
+/// `Chain::run` does; `cur` = (log q, S) of the chain's state, if it has one. Returns the
+/// state after each step (proposal index, −1 = `cur`, −2 = none yet) and the accept flags.
+pub fn metropolis(
+    device: &Device,
+    seed: u64,
+    first: u64,
+    log_q: &[f64],
+    action: &[f64],
+    cur: Option<(f64, f64)>,
+) -> Result<(Vec<i32>, Vec<i32>)> {
+    crate::error::check_len("CUDA metropolis: action", action.len(), log_q.len())?;
+    let m = log_q.len();
+    if m == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let up = |x: &[f64]| {
+        guard("CUDA upload", Status::Device, || {
+            device.stream.clone_htod(x).map_err(|e| super::device::driver_error("cuMemcpyHtoD", e))
+        })
+    };
+    let zeros_i =
+        || guard("CUDA alloc", Status::Device, || device.stream.alloc_zeros::<i32>(m).map_err(|e| oom(4 * m, e)));
+    let (lq, s) = (up(log_q)?, up(action)?);
+    let mut u = <Device as Exec<f64>>::zeros_d(device, m)?;
+    launch::uniform(device, &mut u, seed, Stream::Metropolis as u32, first, 0, m)?;
+    let (mut state, mut accepted) = (zeros_i()?, zeros_i()?);
+    launch::metropolis(device, &lq, &s, &u, &mut state, &mut accepted, cur, m)?;
+    let down = |b: &CudaSlice<i32>| {
+        guard("CUDA download", Status::Device, || {
+            device.stream.clone_dtoh(b).map_err(|e| super::device::driver_error("cuMemcpyDtoH", e))
+        })
+    };
+    Ok((down(&state)?, down(&accepted)?))
+}
