@@ -1,1 +1,450 @@
+//! Tests of the CUDA backend. Without a GPU: the struct mirrors against the C header, the
+//! kernel names against the PTX, the no-device paths, and the sampler's kernel sequence on
+//! the CPU twins against the CPU flow. With a driver and a device: every kernel against its
+//! CPU twin on random inputs (outputs poisoned with NaN before each run; f32 normwise
+//! relative error < 1e-5, f64 < 1e-12; NaN never passes), and the whole sampler. Without one
+//! the GPU tests print "skipped: no CUDA driver" (or "no CUDA device") and pass.
 
+use super::device::{self, Device, SOURCES};
+use super::launch::{self, FeatureDims, ENTRIES};
+use super::sampler::{self, sample_on_twins, CudaFlow};
+use super::{args, twin, Elem};
+use crate::error::Status;
+use crate::flow::config::{Architecture, FeatureKind};
+use crate::flow::model::{Flow, FlowConfig, Precision, Samples};
+use crate::rng::{Rng, Stream};
+use cudarc::driver::CudaSlice;
+use std::sync::Arc;
+
+fn noise(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let mut x = vec![0.0; n];
+    Rng::new(seed, Stream::Init, 4242).fill_normal(&mut x);
+    x.iter().map(|v| v * scale).collect()
+}
+
+/// max |got − want| / max |want|, with NaN anywhere in `got` (or a length mismatch) failing.
+fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    assert!(got.iter().all(|x| x.is_finite()), "{what}: non-finite output");
+    let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(f64::MIN_POSITIVE);
+    let err = got.iter().zip(want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+    assert!(err < tol, "{what}: relative error {err:e} >= {tol:e}");
+}
+
+fn to64<R: Elem>(x: &[R]) -> Vec<f64> {
+    x.iter().map(|v| v.f64()).collect()
+}
+
+fn tol<R: Elem>() -> f64 {
+    if R::SUFFIX == "f32" {
+        1e-5
+    } else {
+        1e-12
+    }
+}
+
+/// A flow at side `l` with random vector-field weights (the initial W = 0 is the identity).
+fn random_flow(l: usize, arch: Architecture, precision: Precision, seed: u64) -> Flow {
+    let mut c = FlowConfig::new(l, -4.0, 6.975);
+    c.arch = arch;
+    c.sample_precision = precision;
+    c.seed = seed;
+    let mut f = Flow::new(c, 1).unwrap();
+    let mut p = f.params().to_vec();
+    let w = f.layout.w.clone();
+    let scale = 0.3 / ((f.layout.n_c * f.volume()) as f64).sqrt();
+    let r = noise(w.len(), seed + 1, scale);
+    p[w].copy_from_slice(&r);
+    f.set_params(&p).unwrap();
+    f
+}
+
+fn small(mut a: Architecture, steps: usize) -> Architecture {
+    a.ode_steps = steps;
+    a
+}
+
+fn assert_samples(what: &str, got: &Samples, want: &Samples, tol: f64) {
+    assert_close(&format!("{what}: phi"), &got.phi, &want.phi, tol);
+    assert_close(&format!("{what}: log q"), &got.log_q, &want.log_q, tol);
+    assert_close(&format!("{what}: S"), &got.action, &want.action, tol);
+}
+
+// ---------------------------------------------------------------- no GPU needed
+
+#[test]
+fn args_match_header() {
+    let header = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/eqflow_kernel_args.h");
+    let text = std::fs::read_to_string(&header).unwrap();
+    // every struct of the header has a mirror, and no mirror lacks a struct
+    let mut declared: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("typedef struct "))
+        .map(|l| l.trim_end_matches('{').trim().to_string())
+        .collect();
+    let layouts = args::layouts();
+    let mut mirrored: Vec<String> = layouts.iter().map(|l| l.0.to_string()).collect();
+    declared.sort();
+    mirrored.sort();
+    assert_eq!(declared, mirrored, "structs of eqflow_kernel_args.h vs src/cuda/args.rs");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let dir = std::env::temp_dir().join(format!("eqflow-args-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut prog =
+        format!("#include <stdio.h>\n#include <stddef.h>\n#include \"{}\"\nint main(void) {{\n", header.display());
+    for (name, _, fields) in &layouts {
+        prog += &format!("  printf(\"{name} %zu\\n\", sizeof({name}));\n");
+        for (f, _) in fields {
+            prog += &format!("  printf(\"{name}.{f} %zu\\n\", offsetof({name}, {f}));\n");
+        }
+    }
+    prog += "  return 0;\n}\n";
+    std::fs::write(dir.join("layout.c"), prog).unwrap();
+    let exe = dir.join("layout");
+    let built = std::process::Command::new(&cc)
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(dir.join("layout.c"))
+        .status();
+    match built {
+        Err(e) => {
+            eprintln!("skipped: no C compiler ({cc}: {e})");
+            return;
+        }
+        Ok(s) => assert!(s.success(), "compiling the layout program failed"),
+    }
+    let out = std::process::Command::new(&exe).output().unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    let mut c: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in out.lines() {
+        let (k, v) = line.split_once(' ').unwrap();
+        c.insert(k.to_string(), v.parse().unwrap());
+    }
+    for (name, size, fields) in &layouts {
+        assert_eq!(c[*name], *size, "sizeof({name})");
+        for (f, off) in fields {
+            assert_eq!(c[&format!("{name}.{f}")], *off, "offsetof({name}, {f})");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn launched_entry_points_are_exactly_the_kernels() {
+    // every launch names an entry point of its file's PTX, and every kernel is launched
+    let mut launched = Vec::new();
+    for (file, name, typed) in ENTRIES {
+        let src = SOURCES.iter().find(|s| s.name == file).unwrap_or_else(|| panic!("no kernel file {file}"));
+        let names: Vec<String> =
+            if typed { vec![format!("{name}_f32"), format!("{name}_f64")] } else { vec![name.into()] };
+        for n in names {
+            assert!(src.ptx.contains(&format!(".entry {n}(")), "{file}.ptx has no entry {n}");
+            launched.push(n);
+        }
+    }
+    let mut kernels: Vec<String> = SOURCES
+        .iter()
+        .flat_map(|s| s.cu.lines())
+        .filter_map(|l| l.trim().strip_prefix("extern \"C\" __global__ void "))
+        .map(|l| l.split('(').next().unwrap().to_string())
+        .collect();
+    kernels.sort();
+    launched.sort();
+    assert_eq!(kernels, launched);
+}
+
+#[test]
+fn ptx_targets_compute_70_with_the_stated_isa() {
+    for s in &SOURCES {
+        assert!(s.ptx.contains("\n.target sm_70\n"), "{}.ptx: not compute_70", s.name);
+        let isa = device::PTX_ISA.split(' ').next().unwrap();
+        assert!(s.ptx.contains(&format!("\n.version {isa}\n")), "{}.ptx: not PTX ISA {isa}", s.name);
+        let standalone = device::standalone_source(s.cu);
+        assert!(!standalone.contains("#include"), "{}.cu: an #include NVRTC would not find", s.name);
+        assert!(standalone.contains("EQFLOW_KERNEL_ARGS_H"));
+    }
+}
+
+#[test]
+fn no_driver_means_no_device_and_no_abort() {
+    if device::driver_present() {
+        eprintln!("skipped: a CUDA driver is present (this test checks machines without one)");
+        return;
+    }
+    assert!(!device::available());
+    assert_eq!(device::driver_version(), None);
+    let e = device::device_count().unwrap_err();
+    assert_eq!(e.status, Status::NoDevice);
+    assert!(e.message.contains("libcuda.so.1"), "{}", e.message);
+    let e = Device::new(0).unwrap_err();
+    assert_eq!(e.status, Status::NoDevice);
+    let flow = random_flow(3, small(Architecture::seed(), 2), Precision::F64, 1);
+    assert!(Device::new(0).and_then(|d| CudaFlow::new(&flow, d)).is_err());
+}
+
+#[test]
+fn kernel_sequence_on_twins_reproduces_the_cpu_flow() {
+    let mut refined = small(Architecture::refined(), 4);
+    refined.n_frequencies = 5;
+    refined.feature_mixing = Some(4);
+    refined.time_mixing = Some(3);
+    refined.time_kernel_size = 5;
+    let mut non_odd = small(Architecture::seed(), 3);
+    non_odd.features = FeatureKind::NonOdd;
+    non_odd.n_frequencies = 6;
+    non_odd.linear_feature = true;
+    let mut seed = small(Architecture::seed(), 9);
+    seed.n_frequencies = 8;
+    for (name, arch, l) in [("seed", seed, 5), ("refined", refined, 4), ("non-odd", non_odd, 3)] {
+        for precision in [Precision::F64, Precision::F32] {
+            let mut flow = random_flow(l, arch.clone(), precision, 11);
+            let want = flow.sample_at(Stream::Sample, 7, 10).unwrap();
+            let got = sample_on_twins(&flow, Stream::Sample, 7, 10).unwrap();
+            // f32: the CPU flow convolves by FFT or orbits, the twins densely
+            let t = if precision == Precision::F64 { 1e-12 } else { 1e-5 };
+            assert_samples(&format!("{name} {precision:?}"), &got, &want, t);
+            // the flow moved the fields: the test is not one of the identity map
+            let prior = twin::prior_normal::<f64>(flow.config.seed, Stream::Sample, 7, 10, l * l);
+            let moved = got.phi.iter().zip(&prior).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(moved > 1e-2, "{name}: the flow barely moved the fields ({moved:e})");
+        }
+    }
+}
+
+#[test]
+fn metropolis_twin_is_the_chains_accept_reject() {
+    // a target close to the prior (a light free field on 2 × 2 sites), so that the chain
+    // both accepts and rejects
+    let mut c = FlowConfig::new(2, 1.0, 0.0);
+    c.arch = small(Architecture::seed(), 3);
+    let flow = Flow::new(c, 1).unwrap();
+    let (seed, m) = (77u64, 200usize);
+    let mut chain = crate::mcmc::metropolis::Chain::new(&flow, seed);
+    let flags = chain.step(m as u64).unwrap();
+    let v = flow.volume();
+    let mut z = vec![0.0; m * v];
+    for (i, zi) in z.chunks_mut(v).enumerate() {
+        Rng::new(seed, Stream::Sample, i as u64).fill_normal(zi);
+    }
+    let prop = flow.snapshot().push_forward(&z).unwrap();
+    let u = twin::uniform(seed, Stream::Metropolis, 0, 0, m);
+    let (state, accepted) = twin::metropolis(&prop.log_q, &prop.action, &u, None);
+    assert_eq!(accepted.iter().map(|&a| a == 1).collect::<Vec<_>>(), flags);
+    let n_acc = flags.iter().filter(|&&a| a).count();
+    assert!((5..195).contains(&n_acc), "a trivial chain: {n_acc} of {m} accepted");
+    let last = *state.last().unwrap() as usize;
+    assert_eq!(chain.state().unwrap().phi, prop.phi[last * v..(last + 1) * v]);
+}
+
+// ---------------------------------------------------------------- on a GPU
+
+/// The device, or None (printing why) on machines without one.
+fn gpu() -> Option<Arc<Device>> {
+    if !device::driver_present() {
+        eprintln!("skipped: no CUDA driver");
+        return None;
+    }
+    match Device::new(0) {
+        Ok(d) => Some(d),
+        Err(e) if e.status == Status::NoDevice => {
+            eprintln!("skipped: no CUDA device ({})", e.message);
+            None
+        }
+        Err(e) => panic!("CUDA device 0: {e}"),
+    }
+}
+
+fn up<T: cudarc::driver::DeviceRepr>(d: &Device, x: &[T]) -> CudaSlice<T> {
+    d.stream.clone_htod(x).unwrap()
+}
+
+fn down<T: cudarc::driver::DeviceRepr + Default + Clone>(d: &Device, x: &CudaSlice<T>) -> Vec<T> {
+    d.stream.clone_dtoh(x).unwrap()
+}
+
+/// An output buffer of n NaNs.
+fn poisoned<R: Elem>(d: &Device, n: usize) -> CudaSlice<R> {
+    up(d, &vec![R::nan(); n])
+}
+
+#[test]
+fn gpu_rng_is_bit_exact() {
+    let Some(d) = gpu() else { return };
+    for (seed, stream, index) in
+        [(0u64, Stream::Sample, 0u64), (u64::MAX, Stream::Train, 1 << 40), (12345, Stream::Hmc, 77)]
+    {
+        let mut out = up(&d, &vec![0xdead_beefu32; 4 * 37]);
+        launch::philox_words(&d, &mut out, seed, stream as u32, index, 37).unwrap();
+        assert_eq!(down(&d, &out), twin::philox_words(seed, stream, index, 37));
+        let mut u = poisoned::<f64>(&d, 50);
+        launch::uniform(&d, &mut u, seed, stream as u32, index, 3, 50).unwrap();
+        assert_eq!(down(&d, &u), twin::uniform(seed, stream, index, 3, 50));
+    }
+    fn normals<R: Elem>(d: &Device) {
+        for (n, v) in [(3, 25), (4, 36), (1, 1)] {
+            let mut z = poisoned::<R>(d, n * v);
+            launch::prior_normal(d, &mut z, 99, Stream::Sample as u32, 5, n, v).unwrap();
+            let want = twin::prior_normal::<R>(99, Stream::Sample, 5, n, v);
+            // the Philox words are exact; log, sqrt and sincos may differ in the last ulp
+            assert_close(&format!("normals {}", R::SUFFIX), &to64(&down(d, &z)), &to64(&want), tol::<R>());
+        }
+    }
+    normals::<f32>(&d);
+    normals::<f64>(&d);
+}
+
+#[test]
+fn gpu_action_and_force_match_cpu() {
+    let Some(d) = gpu() else { return };
+    fn run<R: Elem>(d: &Device) {
+        for l in [2, 3, 8, 17] {
+            let n = 5;
+            let phi: Vec<R> = noise(n * l * l, l as u64, 1.0).iter().map(|&x| R::of(x)).collect();
+            let p = up(d, &phi);
+            let mut s = poisoned::<f64>(d, n);
+            launch::action(d, &p, &mut s, -4.0, 6.975, n, l).unwrap();
+            assert_close("action", &down(d, &s), &twin::action(&phi, -4.0, 6.975, l), 1e-12);
+            let mut f = poisoned::<f64>(d, n * l * l);
+            launch::force(d, &p, &mut f, -4.0, 6.975, n, l).unwrap();
+            assert_close("force", &down(d, &f), &twin::force(&phi, -4.0, 6.975, l), 1e-12);
+        }
+    }
+    run::<f32>(&d);
+    run::<f64>(&d);
+}
+
+#[test]
+fn gpu_features_mix_conv_divergence_match_cpu() {
+    let Some(d) = gpu() else { return };
+    fn run<R: Elem>(d: &Device) {
+        let r = |n: usize, seed: u64, s: f64| -> Vec<R> { noise(n, seed, s).iter().map(|&x| R::of(x)).collect() };
+        for (l, n, n_omega, kind, linear) in [
+            (3, 2, 4, FeatureKind::Odd, false),
+            (6, 3, 7, FeatureKind::NonOdd, true),
+            (8, 2, 5, FeatureKind::Odd, true),
+        ] {
+            let v = l * l;
+            let n_h = if kind == FeatureKind::Odd { n_omega } else { 2 * n_omega + 1 } + linear as usize;
+            let (u, omega) = (r(n * v, 1, 1.0), r(n_omega, 2, 1.0));
+            let (th, tp) = twin::features(&u, &omega, kind, linear, v);
+            let (du, dom) = (up(d, &u), up(d, &omega));
+            let (mut h, mut hp) = (poisoned::<R>(d, n * n_h * v), poisoned::<R>(d, n * n_h * v));
+            let dims = FeatureDims { n, v, n_omega, n_h, kind: (kind == FeatureKind::NonOdd) as u32, linear };
+            launch::features(d, &du, &dom, &mut h, &mut hp, dims).unwrap();
+            assert_close("features h", &to64(&down(d, &h)), &to64(&th), tol::<R>());
+            assert_close("features h'", &to64(&down(d, &hp)), &to64(&tp), tol::<R>());
+
+            let n_c = 3;
+            let f = r(n_c * n_h, 3, 0.3);
+            let mut g = poisoned::<R>(d, n * n_c * v);
+            launch::mix(d, &up(d, &f), &h, &mut g, n, v, n_h, n_c).unwrap();
+            let tg = twin::mix(&f, &th, n_c, n_h, v);
+            assert_close("mix", &to64(&down(d, &g)), &to64(&tg), tol::<R>());
+
+            let w = r(n_c * v, 4, 0.2);
+            let mut out = poisoned::<R>(d, n * v);
+            launch::conv_direct(d, &up(d, &w), &g, &mut out, n, l, n_c).unwrap();
+            let want = twin::conv(&w, &tg, l, n_c);
+            assert_close("conv", &to64(&down(d, &out)), &to64(&want), tol::<R>());
+            // and against the direct sum of the CPU code, in f64
+            let mut direct = vec![0.0; n * v];
+            crate::flow::conv::direct::forward(l, n_c, &to64(&w), &to64(&tg), &mut direct);
+            assert_close("conv (direct sum)", &to64(&down(d, &out)), &direct, tol::<R>());
+
+            let beta = r(n_h, 5, 0.5);
+            let mut div = poisoned::<f64>(d, n);
+            launch::divergence(d, &hp, &up(d, &beta), &mut div, n, v, n_h).unwrap();
+            assert_close("divergence", &down(d, &div), &twin::divergence(&tp, &beta, v), tol::<R>());
+
+            let mut lr = poisoned::<f64>(d, n);
+            launch::log_prior(d, &du, &mut lr, n, v).unwrap();
+            assert_close("log prior", &down(d, &lr), &twin::log_prior(&u, v), 1e-12);
+        }
+    }
+    run::<f32>(&d);
+    run::<f64>(&d);
+}
+
+#[test]
+fn gpu_rk4_matches_cpu() {
+    let Some(d) = gpu() else { return };
+    fn run<R: Elem>(d: &Device) {
+        let r = |n: usize, seed: u64| -> Vec<R> { noise(n, seed, 1.0).iter().map(|&x| R::of(x)).collect() };
+        let (n, v) = (3, 25);
+        let (phi, k) = (r(n * v, 1), r(n * v, 2));
+        let c = R::of(0.5 / 54.0);
+        let mut u = poisoned::<R>(d, n * v);
+        launch::rk4_point(d, &up(d, &phi), &up(d, &k), &mut u, c.f64(), n * v).unwrap();
+        assert_close("rk4 point", &to64(&down(d, &u)), &to64(&twin::rk4_point(&phi, &k, c)), tol::<R>());
+        let ks: Vec<Vec<R>> = (0..4).map(|i| r(n * v, 10 + i)).collect();
+        let ds: Vec<Vec<f64>> = (0..4).map(|i| noise(n, 20 + i, 1.0)).collect();
+        let nd0 = noise(n, 30, 1.0);
+        let mut cur = up(d, &phi);
+        let kd: Vec<CudaSlice<R>> = ks.iter().map(|x| up(d, x)).collect();
+        let dd: Vec<CudaSlice<f64>> = ds.iter().map(|x| up(d, x)).collect();
+        let mut nd = up(d, &nd0);
+        launch::rk4_combine(
+            d,
+            &mut cur,
+            [&kd[0], &kd[1], &kd[2], &kd[3]],
+            [&dd[0], &dd[1], &dd[2], &dd[3]],
+            &mut nd,
+            1.0 / 54.0,
+            n,
+            v,
+        )
+        .unwrap();
+        let (mut tc, mut tn) = (phi.clone(), nd0.clone());
+        twin::rk4_combine(
+            &mut tc,
+            [&ks[0], &ks[1], &ks[2], &ks[3]],
+            [&ds[0], &ds[1], &ds[2], &ds[3]],
+            &mut tn,
+            1.0 / 54.0,
+        );
+        assert_close("rk4 combine", &to64(&down(d, &cur)), &to64(&tc), tol::<R>());
+        assert_close("rk4 log-density", &down(d, &nd), &tn, 1e-12);
+    }
+    run::<f32>(&d);
+    run::<f64>(&d);
+}
+
+#[test]
+fn gpu_metropolis_matches_cpu() {
+    let Some(d) = gpu() else { return };
+    let m = 500;
+    let log_q = noise(m, 1, 3.0);
+    let mut action = noise(m, 2, 3.0);
+    action[17] = f64::NAN;
+    action[18] = f64::INFINITY;
+    for cur in [None, Some((0.5, -1.0))] {
+        let got = sampler::metropolis(&d, 9, 1000, &log_q, &action, cur).unwrap();
+        let u = twin::uniform(9, Stream::Metropolis, 1000, 0, m);
+        assert_eq!(got, twin::metropolis(&log_q, &action, &u, cur));
+    }
+}
+
+#[test]
+fn gpu_sampler_matches_cpu_flow() {
+    let Some(d) = gpu() else { return };
+    let mut refined = small(Architecture::refined(), 10);
+    refined.n_frequencies = 9;
+    for (name, arch, l) in [("seed", small(Architecture::seed(), 18), 6), ("refined", refined, 5)] {
+        for precision in [Precision::F64, Precision::F32] {
+            let mut flow = random_flow(l, arch.clone(), precision, 3);
+            let cuda = CudaFlow::new(&flow, d.clone()).unwrap();
+            let want = flow.sample_at(Stream::Sample, 40, 33).unwrap();
+            let got = cuda.sample_at(Stream::Sample, 40, 33).unwrap();
+            // f32 through 18 RK4 steps: rounding differences of the two orders of summation grow
+            let t = if precision == Precision::F64 { 1e-12 } else { 1e-4 };
+            assert_samples(&format!("GPU {name} {precision:?}"), &got, &want, t);
+            let z = twin::prior_normal::<f64>(flow.config.seed, Stream::Sample, 40, 33, l * l);
+            assert_samples(
+                &format!("GPU push_forward {name} {precision:?}"),
+                &cuda.push_forward(&z).unwrap(),
+                &want,
+                t,
+            );
+        }
+    }
+}
