@@ -27,7 +27,9 @@
 // The CPU backend (always available).
 #define EQFLOW_BACKEND_CPU 0
 
-// The CUDA backend (not yet available: `eqflow_backend_available` returns 0).
+// The CUDA backend: `eqflow_backend_available` returns 1 where a CUDA driver and a device
+// are present. Flows and chains of the C API do not run on it yet (their constructors
+// return `EQFLOW_STATUS_NO_DEVICE` for a CUDA context; see kernels/README.md).
 #define EQFLOW_BACKEND_CUDA 1
 
 // Architecture preset: the seed paper's (hat kernel d_t = 10, 50 sines, N_t = 54).
@@ -510,8 +512,9 @@ eqflow_status eqflow_chain_state(const struct eqflow_chain *chain, double *phi, 
 // Example: `eqflow_context_params cp; eqflow_context_params_init(&cp, sizeof cp);`
 void eqflow_context_params_init(struct eqflow_context_params *p, size_t struct_size);
 
-// Whether a backend can be used on this machine: 1 yes, 0 no (unknown backends: 0).
-// The CPU backend is always available; CUDA is not yet.
+// Whether a backend's device is present on this machine: 1 yes, 0 no (unknown backends: 0).
+// The CPU backend is always available; CUDA when the CUDA driver (libcuda.so.1, loaded at
+// run time: the library itself never needs it) reports at least one device.
 //
 // Thread safety: may be called from any thread.
 int32_t eqflow_backend_available(int32_t backend);
@@ -519,7 +522,9 @@ int32_t eqflow_backend_available(int32_t backend);
 // Creates a context. On success `*out` holds a new context, to be freed with
 // `eqflow_context_free`; on failure `*out` is not written.
 // Errors: NULL `p` or `out` (101), a wrong `struct_size` (103), an unknown backend, a
-// device other than 0 on the CPU or threads < 0 (100), the CUDA backend (200, no device).
+// device other than 0 on the CPU, a CUDA device ordinal beyond the devices present or
+// threads < 0 (100), the CUDA backend without a CUDA driver or device (200, no device).
+// A CUDA context opens the device's primary context (shared with the CUDA runtime).
 //
 // # Safety
 // `p` points to an initialised `eqflow_context_params`; `out` to writable storage.

@@ -7,7 +7,9 @@ use std::mem::size_of;
 
 /// The CPU backend (always available).
 pub const EQFLOW_BACKEND_CPU: i32 = 0;
-/// The CUDA backend (not yet available: `eqflow_backend_available` returns 0).
+/// The CUDA backend: `eqflow_backend_available` returns 1 where a CUDA driver and a device
+/// are present. Flows and chains of the C API do not run on it yet (their constructors
+/// return `EQFLOW_STATUS_NO_DEVICE` for a CUDA context; see kernels/README.md).
 pub const EQFLOW_BACKEND_CUDA: i32 = 1;
 
 /// Where and with how many threads flows compute.
@@ -19,6 +21,9 @@ pub struct eqflow_context {
     pub(crate) backend: i32,
     pub(crate) device: i32,
     pub(crate) threads: usize,
+    /// The open device of a CUDA context.
+    #[allow(dead_code)] // held for the flows of the CUDA backend (not wired yet)
+    pub(crate) cuda: Option<std::sync::Arc<crate::cuda::Device>>,
 }
 
 /// Parameters of `eqflow_context_new`. Initialise with `eqflow_context_params_init`;
@@ -71,19 +76,28 @@ pub(crate) unsafe fn init_prefix<T: Versioned>(p: *mut T, struct_size: usize, de
     std::ptr::write(p as *mut usize, struct_size);
 }
 
-/// Whether a backend can be used on this machine: 1 yes, 0 no (unknown backends: 0).
-/// The CPU backend is always available; CUDA is not yet.
+/// Whether a backend's device is present on this machine: 1 yes, 0 no (unknown backends: 0).
+/// The CPU backend is always available; CUDA when the CUDA driver (libcuda.so.1, loaded at
+/// run time: the library itself never needs it) reports at least one device.
 ///
 /// Thread safety: may be called from any thread.
 #[no_mangle]
 pub extern "C" fn eqflow_backend_available(backend: i32) -> i32 {
-    (backend == EQFLOW_BACKEND_CPU) as i32
+    let available = || match backend {
+        EQFLOW_BACKEND_CPU => true,
+        EQFLOW_BACKEND_CUDA => crate::cuda::available(),
+        _ => false,
+    };
+    // never a panic across the boundary, even from a broken driver
+    std::panic::catch_unwind(available).unwrap_or(false) as i32
 }
 
 /// Creates a context. On success `*out` holds a new context, to be freed with
 /// `eqflow_context_free`; on failure `*out` is not written.
 /// Errors: NULL `p` or `out` (101), a wrong `struct_size` (103), an unknown backend, a
-/// device other than 0 on the CPU or threads < 0 (100), the CUDA backend (200, no device).
+/// device other than 0 on the CPU, a CUDA device ordinal beyond the devices present or
+/// threads < 0 (100), the CUDA backend without a CUDA driver or device (200, no device).
+/// A CUDA context opens the device's primary context (shared with the CUDA runtime).
 ///
 /// # Safety
 /// `p` points to an initialised `eqflow_context_params`; `out` to writable storage.
@@ -97,27 +111,33 @@ pub unsafe extern "C" fn eqflow_context_new(
     boundary("eqflow_context_new", || {
         let p = read_versioned(p, eqflow_context_params::default(), "p")?;
         let out = arg_out(out, "out")?;
-        match p.backend {
-            EQFLOW_BACKEND_CPU => {}
+        let device = match p.backend {
+            EQFLOW_BACKEND_CPU => {
+                if p.device != 0 {
+                    return Err(Error::invalid(format!(
+                        "argument 'p': device = {} on the CPU backend (must be 0)",
+                        p.device
+                    )));
+                }
+                None
+            }
             EQFLOW_BACKEND_CUDA => {
-                return Err(Error::new(
-                    Status::NoDevice,
-                    "argument 'p': backend EQFLOW_BACKEND_CUDA: this build has no CUDA backend \
-                     (ask eqflow_backend_available first)",
-                ))
+                let ordinal = usize::try_from(p.device)
+                    .map_err(|_| Error::invalid(format!("argument 'p': CUDA device = {} (must be >= 0)", p.device)))?;
+                let d = crate::cuda::Device::new(ordinal).map_err(|e| {
+                    Error::new(e.status, format!("argument 'p': backend EQFLOW_BACKEND_CUDA: {}", e.message))
+                })?;
+                Some(d)
             }
             b => return Err(Error::invalid(format!("argument 'p': backend = {b} is not an EQFLOW_BACKEND_*"))),
-        }
-        if p.device != 0 {
-            return Err(Error::invalid(format!("argument 'p': device = {} on the CPU backend (must be 0)", p.device)));
-        }
+        };
         if !(0..=4096).contains(&p.threads) {
             return Err(Error::invalid(format!(
                 "argument 'p': threads = {} (must be 0..=4096, 0 = all cores)",
                 p.threads
             )));
         }
-        give(out, eqflow_context { backend: p.backend, device: p.device, threads: p.threads as usize });
+        give(out, eqflow_context { backend: p.backend, device: p.device, threads: p.threads as usize, cuda: device });
         Ok(())
     })
 }
@@ -131,9 +151,18 @@ pub unsafe extern "C" fn eqflow_context_free(ctx: *mut eqflow_context) {
     boundary_void("eqflow_context_free", || take(ctx))
 }
 
-/// The context's thread count (checked reference).
+/// The context's thread count (checked reference). Flows and chains run on the CPU only so
+/// far: a CUDA context is refused with `NoDevice` and a message saying so.
 pub(crate) unsafe fn threads_of(ctx: *const eqflow_context) -> crate::error::Result<usize> {
     let c = arg_ref(ctx, "ctx")?;
+    if c.backend == EQFLOW_BACKEND_CUDA {
+        return Err(Error::new(
+            Status::NoDevice,
+            "argument 'ctx': a CUDA context: flows and chains of the C API do not run on the CUDA backend yet \
+             (its kernels and the Rust sampler eqflow::cuda::CudaFlow exist; see kernels/README.md); \
+             use an EQFLOW_BACKEND_CPU context",
+        ));
+    }
     debug_assert!(c.backend == EQFLOW_BACKEND_CPU && c.device == 0);
     Ok(c.threads)
 }

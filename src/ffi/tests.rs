@@ -98,3 +98,33 @@ fn status_names_and_version() {
     let parts: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
     assert_eq!(eqflow_version_hex(), (parts[0] << 16) | (parts[1] << 8) | parts[2]);
 }
+
+#[test]
+fn cuda_context_without_a_device_is_no_device_with_a_message() {
+    unsafe {
+        let mut cp = std::mem::zeroed::<eqflow_context_params>();
+        eqflow_context_params_init(&mut cp, std::mem::size_of_val(&cp));
+        cp.backend = EQFLOW_BACKEND_CUDA;
+        let mut ctx = 0x1 as *mut eqflow_context;
+        let s = eqflow_context_new(&cp, &mut ctx);
+        if crate::cuda::available() {
+            assert_eq!(eqflow_backend_available(EQFLOW_BACKEND_CUDA), 1);
+            assert_eq!(s, EQFLOW_STATUS_OK, "{}", last());
+            // flows of the C API refuse it (they run on the CPU only so far)
+            let mut fp = std::mem::zeroed::<eqflow_flow_params>();
+            eqflow_flow_params_init(&mut fp, std::mem::size_of_val(&fp));
+            let mut f = null_mut();
+            assert_eq!(eqflow_flow_new(ctx, &fp, &mut f), EQFLOW_STATUS_NO_DEVICE);
+            assert!(last().contains("CUDA"), "{}", last());
+            assert!(f.is_null());
+            eqflow_context_free(ctx);
+            return;
+        }
+        assert_eq!(eqflow_backend_available(EQFLOW_BACKEND_CUDA), 0);
+        assert_eq!(s, EQFLOW_STATUS_NO_DEVICE);
+        assert_eq!(ctx, 0x1 as *mut eqflow_context, "output written on failure");
+        let m = last();
+        assert!(m.starts_with("eqflow_context_new") && m.contains("EQFLOW_BACKEND_CUDA"), "{m}");
+        assert!(m.contains("libcuda.so.1") || m.contains("no CUDA device") || m.contains("cuInit"), "{m}");
+    }
+}

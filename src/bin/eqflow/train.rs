@@ -52,7 +52,7 @@ pub struct TrainArgs {
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Compute backend: cpu (the CUDA backend is not in this build yet).
+    /// Compute backend: cpu (training on the CUDA backend is not implemented yet).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
     /// Start from a flow trained on a smaller lattice (same architecture): its kernel seeds the
@@ -129,8 +129,8 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
     match a.backend.as_str() {
         "cpu" => {}
         "cuda" => {
-            return Err("--backend cuda: the CUDA backend is not available in this build yet (see kernels/README.md); \
-                        use --backend cpu"
+            return Err("--backend cuda: the CUDA backend does not train yet (its sampling kernels exist, see \
+                        kernels/README.md); use --backend cpu"
                 .into())
         }
         b => return Err(format!("unknown backend '{b}' (cpu or cuda)")),
