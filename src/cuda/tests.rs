@@ -74,8 +74,8 @@ fn assert_samples(what: &str, got: &Samples, want: &Samples, tol: f64) {
 
 #[test]
 fn args_match_header() {
-    let header = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/eqflow_kernel_args.h");
-    let text = std::fs::read_to_string(&header).unwrap();
+    // the embedded copy, so the test also runs where the sources are not (scripts/gpu-check.sh)
+    let text = device::HEADER;
     // every struct of the header has a mirror, and no mirror lacks a struct
     let mut declared: Vec<String> = text
         .lines()
@@ -90,8 +90,9 @@ fn args_match_header() {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let dir = std::env::temp_dir().join(format!("eqflow-args-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("eqflow_kernel_args.h"), text).unwrap();
     let mut prog =
-        format!("#include <stdio.h>\n#include <stddef.h>\n#include \"{}\"\nint main(void) {{\n", header.display());
+        "#include <stdio.h>\n#include <stddef.h>\n#include \"eqflow_kernel_args.h\"\nint main(void) {\n".to_string();
     for (name, _, fields) in &layouts {
         prog += &format!("  printf(\"{name} %zu\\n\", sizeof({name}));\n");
         for (f, _) in fields {

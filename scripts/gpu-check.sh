@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# GPU check of the CUDA backend in two steps, for GPU machines without Rust or network.
+#
+#   scripts/gpu-check.sh build [DIR]   here (Rust, no GPU needed): builds the library's test
+#                                      binary and the CUDA sampling bench in release, strips
+#                                      them and puts them in DIR (default target/gpu-check,
+#                                      inside the repository so it can be carried; < 64 MiB)
+#   scripts/gpu-check.sh run [DIR]     on the GPU machine (CUDA driver, no Rust, no network):
+#                                      runs every CUDA test and the bench and prints a short
+#                                      table; exit status 1 if a test failed, 2 if every GPU
+#                                      test skipped (no driver or device). Minutes on one H200.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+dir=${2:-target/gpu-check}
+
+case "$mode" in
+build)
+  mkdir -p "$dir"
+  exe_of() { grep -o '"executable":"[^"]*"' | sed 's/"executable":"//; s/"$//' | grep -v '^$' | tail -1; }
+  tests=$(cargo test --release --lib --no-run --message-format=json 2>/dev/null | exe_of)
+  bench=$(cargo bench --bench cuda_sampling --no-run --message-format=json 2>/dev/null | exe_of)
+  [ -x "$tests" ] && [ -x "$bench" ] || { echo "build failed (tests: '$tests', bench: '$bench')" >&2; exit 1; }
+  cp "$tests" "$dir/eqflow-lib-tests"
+  cp "$bench" "$dir/cuda-sampling-bench"
+  strip "$dir/eqflow-lib-tests" "$dir/cuda-sampling-bench"
+  cp scripts/gpu-check.sh "$dir/"
+  du -b "$dir"/* | awk '{t += $1; printf "  %-40s %6.1f MiB\n", $2, $1 / 1048576} END {printf "  total %39.1f MiB\n", t / 1048576; if (t >= 64 * 1048576) exit 1}'
+  echo "carry '$dir' and run: scripts/gpu-check.sh run $dir"
+  ;;
+run)
+  [ -x "$dir/eqflow-lib-tests" ] || { echo "no $dir/eqflow-lib-tests: run 'scripts/gpu-check.sh build' first" >&2; exit 1; }
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  log=$(mktemp)
+  # every test whose name has "cuda": src/cuda/tests.rs and the C ABI's CUDA context test
+  set +e
+  timeout 360 "$dir/eqflow-lib-tests" cuda --test-threads=1 --nocapture >"$log" 2>&1
+  rc=$?
+  set -e
+  echo
+  echo "| test | result |"
+  echo "|---|---|"
+  # with --nocapture a test prints "test NAME ... ", then its own output (a skip says
+  # "skipped: WHY"), then ok / FAILED, on the same line or later ones
+  awk '
+    function done(res) { if (name == "") return; if (skip != "" && res == "ok") res = "skipped (" skip ")";
+                         printf "| %s | %s |\n", name, res; name = ""; skip = "" }
+    /^test .* \.\.\. / { name = $2; line = $0; sub(/^test [^ ]+ \.\.\. /, "", line)
+                          if (line == "ok" || line == "FAILED" || line == "ignored") { done(line); next }
+                          $0 = line }
+    /^skipped: / { s = $0; sub(/^skipped: /, "", s); skip = s; next }
+    /^(ok|FAILED|ignored)$/ { done($0) }
+  ' "$log"
+  grep -E "^test result" "$log" || true
+  if [ $rc -ne 0 ]; then
+    echo "--- failures ---"
+    sed -n '/^failures:/,$p' "$log" | head -80
+  fi
+  echo
+  timeout 240 "$dir/cuda-sampling-bench" --sizes 6,8,12 --n 256 || echo "bench: exit $?"
+  skipped=$(grep -c "skipped: no CUDA" "$log" || true)
+  rm -f "$log"
+  [ $rc -eq 0 ] || exit 1
+  [ "$skipped" -eq 0 ] || exit 2
+  ;;
+*)
+  echo "usage: $0 build|run [DIR]" >&2
+  exit 2
+  ;;
+esac
