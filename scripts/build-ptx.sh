@@ -36,7 +36,11 @@ elif [ -n "$mode" ]; then
   exit 2
 fi
 mkdir -p "$out"
-"$venv/bin/python" scripts/nvrtc_ptx.py "$libnvrtc" "$ARCH" "$out" kernels/*.cu
+# one process per file: NVRTC numbers call sequences per process, so a file's PTX would
+# otherwise depend on the files compiled before it
+for cu in kernels/*.cu; do
+  "$venv/bin/python" scripts/nvrtc_ptx.py "$libnvrtc" "$ARCH" "$out" "$cu"
+done
 
 if [ "$mode" = "--check" ]; then
   if ! diff -ru kernels/ptx "$out"; then

@@ -449,3 +449,47 @@ fn gpu_sampler_matches_cpu_flow() {
         }
     }
 }
+
+#[test]
+fn cuda_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Device>();
+    check::<CudaFlow>();
+}
+
+/// The run-time fallback: the embedded sources, made standalone, compiled by NVRTC through
+/// cudarc (dynamically loaded). Needs libnvrtc on the library path (scripts/build-ptx.sh's
+/// wheel: LD_LIBRARY_PATH=$EQFLOW_PTX_VENV/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib).
+#[test]
+fn nvrtc_fallback_compiles_the_embedded_sources() {
+    let Some((major, minor)) = device::nvrtc_version() else {
+        eprintln!("skipped: no NVRTC (libnvrtc not on the library path)");
+        return;
+    };
+    for s in &SOURCES {
+        let opts = cudarc::nvrtc::CompileOptions {
+            arch: Some("compute_70"),
+            options: vec!["--std=c++17".into()],
+            name: Some(format!("{}.cu", s.name)),
+            ..Default::default()
+        };
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(device::standalone_source(s.cu), opts)
+            .unwrap_or_else(|e| panic!("{}.cu: {e:?}", s.name))
+            .to_src();
+        for line in s.ptx.lines().filter(|l| l.starts_with(".visible .entry ")) {
+            assert!(ptx.contains(line), "{}.cu: NVRTC {major}.{minor} output lacks '{line}'", s.name);
+        }
+        if (major, minor) == (12, 4) {
+            // the same compiler and options as scripts/build-ptx.sh: the same PTX, up to
+            // comments (NVRTC numbers its call sequences per process, not per program)
+            let ptx = ptx.trim_end_matches('\0');
+            let code =
+                |p: &str| p.lines().map(|l| l.split("//").next().unwrap().trim_end().to_string()).collect::<Vec<_>>();
+            if code(ptx) != code(s.ptx) {
+                let dump = std::env::temp_dir().join(format!("eqflow-nvrtc-{}.ptx", s.name));
+                std::fs::write(&dump, ptx).unwrap();
+                panic!("{}.cu: NVRTC 12.4 output (in {}) differs from kernels/ptx/", s.name, dump.display());
+            }
+        }
+    }
+}
