@@ -243,6 +243,8 @@ pub struct Pipeline<R: Elem, E: Exec<R>> {
     wt: Vec<E::R>,
     /// β (n_h) of each slot.
     beta: Vec<E::R>,
+    /// Fields per chunk.
+    chunk: usize,
 }
 
 /// Per-chunk results on the executor's side, downloaded at the end.
@@ -291,13 +293,25 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
             },
             wt,
             beta,
-        })
+            chunk: 0,
+        }
+        .with_default_chunk())
     }
 
-    /// Fields per chunk so that the feature banks stay below ~256 MiB.
-    pub fn chunk_fields(&self) -> usize {
+    fn with_default_chunk(mut self) -> Self {
         let per = self.dims.v * (2 * self.dims.n_h + self.n_c + 8) * std::mem::size_of::<R>();
-        ((256usize << 20) / per.max(1)).clamp(1, 1 << 16)
+        self.chunk = ((256usize << 20) / per.max(1)).clamp(1, 1 << 16);
+        self
+    }
+
+    /// Sets the fields per chunk (≥ 1).
+    pub fn set_chunk_fields(&mut self, n: usize) {
+        self.chunk = n.max(1);
+    }
+
+    /// Fields per chunk: by default, so that the feature banks stay below ~256 MiB.
+    pub fn chunk_fields(&self) -> usize {
+        self.chunk
     }
 
     /// The RK4 integration of ode::forward on prior points `z` (n × V, overwritten by φ(1)),
@@ -426,6 +440,14 @@ impl CudaFlow {
         &self.device
     }
 
+    /// Sets the fields pushed per chunk (default: feature buffers of ~256 MiB).
+    pub fn set_chunk_fields(&mut self, n: usize) {
+        match &mut self.field {
+            Field::F32(p) => p.set_chunk_fields(n),
+            Field::F64(p) => p.set_chunk_fields(n),
+        }
+    }
+
     /// Pushes prior draws z (n × V) through the flow: fields, log q and S (as
     /// `Flow::push_forward`).
     pub fn push_forward(&self, z: &[f64]) -> Result<Samples> {
@@ -451,16 +473,18 @@ impl CudaFlow {
     }
 }
 
-/// The sampler's kernel sequence on the CPU twins: `Flow::sample_at` recomputed the way the
-/// device computes it (the test of the sequence without a GPU).
-pub fn sample_on_twins(flow: &Flow, stream: Stream, first: u64, n: usize) -> Result<Samples> {
+/// The sampler's kernel sequence on the CPU twins, in chunks of `chunk` fields:
+/// `Flow::sample_at` recomputed the way the device computes it (the test of the sequence
+/// without a GPU).
+pub fn sample_on_twins(flow: &Flow, stream: Stream, first: u64, n: usize, chunk: usize) -> Result<Samples> {
+    fn run<R: Elem>(flow: &Flow, stream: Stream, first: u64, n: usize, chunk: usize) -> Result<Samples> {
+        let mut p = Pipeline::<R, CpuTwins>::new(flow, &CpuTwins)?;
+        p.set_chunk_fields(chunk);
+        p.sample(&CpuTwins, flow.config.seed, stream, first, n)
+    }
     match flow.config.sample_precision {
-        Precision::F32 => {
-            Pipeline::<f32, CpuTwins>::new(flow, &CpuTwins)?.sample(&CpuTwins, flow.config.seed, stream, first, n)
-        }
-        Precision::F64 => {
-            Pipeline::<f64, CpuTwins>::new(flow, &CpuTwins)?.sample(&CpuTwins, flow.config.seed, stream, first, n)
-        }
+        Precision::F32 => run::<f32>(flow, stream, first, n, chunk),
+        Precision::F64 => run::<f64>(flow, stream, first, n, chunk),
     }
 }
 

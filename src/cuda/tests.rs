@@ -200,7 +200,8 @@ fn kernel_sequence_on_twins_reproduces_the_cpu_flow() {
         for precision in [Precision::F64, Precision::F32] {
             let mut flow = random_flow(l, arch.clone(), precision, 11);
             let want = flow.sample_at(Stream::Sample, 7, 10).unwrap();
-            let got = sample_on_twins(&flow, Stream::Sample, 7, 10).unwrap();
+            // in chunks of 4 fields: 4 + 4 + 2
+            let got = sample_on_twins(&flow, Stream::Sample, 7, 10, 4).unwrap();
             // f32: the CPU flow convolves by FFT or orbits, the twins densely
             let t = if precision == Precision::F64 { 1e-12 } else { 1e-5 };
             assert_samples(&format!("{name} {precision:?}"), &got, &want, t);
@@ -433,7 +434,8 @@ fn gpu_sampler_matches_cpu_flow() {
     for (name, arch, l) in [("seed", small(Architecture::seed(), 18), 6), ("refined", refined, 5)] {
         for precision in [Precision::F64, Precision::F32] {
             let mut flow = random_flow(l, arch.clone(), precision, 3);
-            let cuda = CudaFlow::new(&flow, d.clone()).unwrap();
+            let mut cuda = CudaFlow::new(&flow, d.clone()).unwrap();
+            cuda.set_chunk_fields(8); // 33 fields: four chunks of 8 and one of 1
             let want = flow.sample_at(Stream::Sample, 40, 33).unwrap();
             let got = cuda.sample_at(Stream::Sample, 40, 33).unwrap();
             // f32 through 18 RK4 steps: rounding differences of the two orders of summation grow
