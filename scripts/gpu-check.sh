@@ -34,7 +34,7 @@ run)
   log=$(mktemp)
   # every test whose name has "cuda": src/cuda/tests.rs and the C ABI's CUDA context test
   set +e
-  timeout 360 "$dir/eqflow-lib-tests" cuda --test-threads=1 --nocapture >"$log" 2>&1
+  timeout 300 "$dir/eqflow-lib-tests" cuda --test-threads=1 --nocapture >"$log" 2>&1
   rc=$?
   set -e
   echo
@@ -57,7 +57,7 @@ run)
     sed -n '/^failures:/,$p' "$log" | head -80
   fi
   echo
-  timeout 240 "$dir/cuda-sampling-bench" --sizes 6,8,12 --n 256 || echo "bench: exit $?"
+  timeout 150 "$dir/cuda-sampling-bench" --sizes 6,8,12 --n 256 || echo "bench: exit $?"
   skipped=$(grep -c "skipped: no CUDA" "$log" || true)
   rm -f "$log"
   [ $rc -eq 0 ] || exit 1

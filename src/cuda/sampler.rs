@@ -3,7 +3,7 @@
 //! the API boundary (prior draws are made on the device; fields, log r, −∫∇·f and S come
 //! back once per chunk).
 //!
-//! The kernel sequence is written once, in [`Pipeline::push_forward`], over an [`Exec`]utor:
+//! The kernel sequence is written once, in `Pipeline::push_forward`, over an executor ([`Exec`]):
 //! the device runs the kernels, [`CpuTwins`] runs their CPU twins. The CPU tests run the
 //! sequence on the twins against `Flow::push_forward`; the GPU tests run it on the device.
 

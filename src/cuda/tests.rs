@@ -495,3 +495,15 @@ fn nvrtc_fallback_compiles_the_embedded_sources() {
         }
     }
 }
+
+#[test]
+#[should_panic(expected = "non-finite output")]
+fn comparison_rejects_nan() {
+    assert_close("poisoned", &[1.0, f64::NAN], &[1.0, 2.0], 1.0);
+}
+
+#[test]
+#[should_panic(expected = "relative error")]
+fn comparison_rejects_a_relative_error_at_the_tolerance() {
+    assert_close("off", &[1.0, 2.0 + 2e-5], &[1.0, 2.0], 1e-5);
+}
