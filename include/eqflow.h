@@ -75,6 +75,12 @@
 // the hopping-form action (S(φ) + V λ̃).
 #define EQFLOW_COUPLINGS_HOPPING 1
 
+// Flow type: the equivariant continuous normalizing flow (the default).
+#define EQFLOW_FLOW_CONTINUOUS 0
+
+// Flow type: the RealNVP baseline (SPEC §7).
+#define EQFLOW_FLOW_REALNVP 1
+
 // Success.
 #define EQFLOW_STATUS_OK 0
 
@@ -285,6 +291,17 @@ typedef struct eqflow_flow_params {
   double kappa;
   // λ̃ of the hopping form (default 0.5, the m² = −4 line).
   double lambda_tilde;
+  // `EQFLOW_FLOW_CONTINUOUS` (default: the equivariant continuous flow) or
+  // `EQFLOW_FLOW_REALNVP` (the RealNVP baseline of Albergo et al.: 16 checkerboard affine
+  // couplings, 3×3 CNNs 1 → 8 → 8 → 2, Adam β = (0.9, 0.999), constant rate). For RealNVP
+  // the continuous flow's architecture fields must be 0 (`architecture` and `precision` are
+  // ignored); lattice, couplings, conventions, batch size, learning rate, warm-up and seed
+  // apply to both. Saved with the flow: `eqflow_flow_load` restores either type.
+  int32_t flow_type;
+  // Steps of linear learning-rate warm-up at the start of training (default 0). Use ~100
+  // when fine-tuning a flow set by `eqflow_flow_init_from`: Adam's first full-rate steps
+  // can wreck a transferred flow.
+  int32_t warmup_steps;
 } eqflow_flow_params;
 
 // Statistics of `eqflow_flow_train`. Set `struct_size = sizeof(eqflow_train_stats)` before

@@ -229,24 +229,7 @@ impl Flow {
 
     /// S (and, if asked, ∂S/∂φ) of n fields (n × V) under the flow's target action.
     pub fn evaluate_action(&self, phi: &[f64], action: &mut [f64], force: Option<&mut [f64]>) -> Result<()> {
-        let v = self.volume();
-        check_len("evaluate_action: action", action.len() * v, phi.len())?;
-        match &self.custom {
-            Some(c) => {
-                c.evaluate(phi, action, force)?;
-                match action.iter().position(|s| s.is_nan()) {
-                    Some(i) => Err(Error::non_finite(format!("custom action: S of field {i} is NaN"))),
-                    None => Ok(()),
-                }
-            }
-            None => {
-                self.action.action_batch(phi, action)?;
-                if let Some(f) = force {
-                    self.action.force_batch(phi, f)?;
-                }
-                Ok(())
-            }
-        }
+        evaluate_with(&self.action, self.custom.as_deref(), self.volume(), phi, action, force)
     }
 
     /// Sets the number of RK4 steps N_t. The parameters define a continuous ODE, so training
@@ -524,6 +507,35 @@ enum AnyTape {
 }
 
 /// A thread pool of `threads` workers (0: all cores), owned by one flow (never the global pool).
+/// S (and, if asked, ∂S/∂φ) of n fields under the built-in `action` or, if set, a host
+/// action (whose S must not be NaN); shared by every flow type.
+pub(crate) fn evaluate_with(
+    action: &crate::action::Action,
+    custom: Option<&dyn CustomAction>,
+    v: usize,
+    phi: &[f64],
+    out: &mut [f64],
+    force: Option<&mut [f64]>,
+) -> Result<()> {
+    check_len("evaluate_action: action", out.len() * v, phi.len())?;
+    match custom {
+        Some(c) => {
+            c.evaluate(phi, out, force)?;
+            match out.iter().position(|s| s.is_nan()) {
+                Some(i) => Err(Error::non_finite(format!("custom action: S of field {i} is NaN"))),
+                None => Ok(()),
+            }
+        }
+        None => {
+            action.action_batch(phi, out)?;
+            if let Some(f) = force {
+                action.force_batch(phi, f)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 pub(crate) fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -112,11 +112,12 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<Flow> {
     let mut f = io::load(path, a.threads).map_err(err)?;
     f.set_threads(a.threads).map_err(err)?;
     check_same_theory(&a.theory, f.lattice.size(), &f.action.couplings, &format!("checkpoint '{}'", path.display()))?;
-    for (flag, given) in
-        [("--batch", a.batch.is_some()), ("--lr", a.lr.is_some()), ("--decay-steps", a.decay_steps.is_some()),
+    for (flag, given) in [
+        ("--batch", a.batch.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--decay-steps", a.decay_steps.is_some()),
         ("--warmup-steps", a.warmup_steps.is_some()),
-    ]
-    {
+    ] {
         if given {
             return Err(format!("{flag} cannot change when resuming (the checkpoint keeps its settings)"));
         }
