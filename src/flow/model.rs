@@ -288,7 +288,7 @@ impl Flow {
             Precision::F32 => 4,
         };
         let per_field = (self.config.arch.ode_steps as u64 + 2).checked_mul(r)?.checked_add(32)?;
-        (self.config.train.batch_size as u64).checked_mul(self.volume() as u64)?.checked_mul(per_field)
+        (self.config.train.micro() as u64).checked_mul(self.volume() as u64)?.checked_mul(per_field)
     }
 
     /// Bytes that pushing n fields through the flow holds (prior draws, chunk results, output).
@@ -376,9 +376,26 @@ impl Flow {
     /// leaves the parameters and optimiser state as they were.
     pub fn train_step(&mut self) -> Result<StepStats> {
         crate::memory::check(self.training_bytes(), "train step (batch tapes)")?;
-        let b = self.config.train.batch_size;
-        let z = self.noise(Stream::Train, self.steps_done << 24, b);
-        let (loss, samples, grad) = self.loss_and_grad_of(&z)?;
+        let (b, m) = (self.config.train.batch_size, self.config.train.micro());
+        let first = self.steps_done << 24;
+        // micro-batches in order, each its mean loss and gradient, combined with weights m_k/b
+        // (one micro-batch: exactly the whole-batch computation)
+        let (mut loss, mut samples, mut grad) = (0.0, Samples::default(), vec![0.0; self.layout.total]);
+        for start in (0..b).step_by(m) {
+            let mk = m.min(b - start);
+            let z = self.noise(Stream::Train, first + start as u64, mk);
+            let (l, s, g) = self.loss_and_grad_of(&z)?;
+            if mk == b {
+                (loss, samples, grad) = (l, s, g);
+                break;
+            }
+            let w = mk as f64 / b as f64;
+            loss += w * l;
+            grad.iter_mut().zip(&g).for_each(|(a, x)| *a += w * x);
+            // only the weights are needed (the ESS): the fields are not kept
+            samples.log_q.extend(s.log_q);
+            samples.action.extend(s.action);
+        }
         let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
         if !loss.is_finite() || !grad_norm.is_finite() {
             return Err(Error::new(

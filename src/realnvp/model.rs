@@ -65,6 +65,7 @@ impl RealNvpConfig {
             eps: 1e-8,
             schedule: Schedule::Constant,
             warmup_steps: 0,
+            micro_batch: 0,
         }
     }
 

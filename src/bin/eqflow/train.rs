@@ -34,6 +34,10 @@ pub struct TrainArgs {
     /// Steps for a tenfold decay of the learning rate (default 8000).
     #[arg(long)]
     pub decay_steps: Option<f64>,
+    /// Gradient accumulation: push the batch through in sequential micro-batches of this many
+    /// fields (memory scales with it; default: the whole batch at once)
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
     /// Steps of linear learning-rate warm-up (default 0; 100 with --init-from, whose transferred
     /// flow one full-rate Adam step can wreck)
     #[arg(long)]
@@ -97,6 +101,7 @@ fn fresh_flow(a: &TrainArgs) -> Res<Flow> {
         }
         cfg.train.schedule = Schedule::Exponential { decay_steps: d };
     }
+    cfg.train.micro_batch = a.micro_batch.unwrap_or(0);
     cfg.train.warmup_steps = a.warmup_steps.unwrap_or(if a.init_from.is_some() { 100 } else { 0 });
     cfg.seed = a.seed;
     let mut flow = Flow::new(cfg, a.threads).map_err(err)?;
@@ -111,6 +116,10 @@ fn fresh_flow(a: &TrainArgs) -> Res<Flow> {
 fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<Flow> {
     let mut f = io::load(path, a.threads).map_err(err)?;
     f.set_threads(a.threads).map_err(err)?;
+    // the micro-batch may change on another machine: it changes the gradient only by rounding
+    if let Some(m) = a.micro_batch {
+        f.config.train.micro_batch = m;
+    }
     check_same_theory(&a.theory, f.lattice.size(), &f.action.couplings, &format!("checkpoint '{}'", path.display()))?;
     for (flag, given) in [
         ("--batch", a.batch.is_some()),
