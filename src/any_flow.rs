@@ -67,6 +67,46 @@ impl AnyFlow {
             AnyFlow::RealNvp(f) => f.config.conventions,
         }
     }
+    /// Lattice side L.
+    pub fn lattice_size(&self) -> usize {
+        each!(self, f => f.lattice.size())
+    }
+    /// Sites V = L².
+    pub fn volume(&self) -> usize {
+        each!(self, f => f.volume())
+    }
+    /// The couplings (m², λ) of the built-in target action.
+    pub fn couplings(&self) -> crate::action::Couplings {
+        each!(self, f => f.action.couplings)
+    }
+    /// Number of trainable parameters.
+    pub fn n_params(&self) -> usize {
+        match self {
+            AnyFlow::Continuous(f) => f.layout.total,
+            AnyFlow::RealNvp(f) => f.n_params(),
+        }
+    }
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        each!(self, f => f.threads())
+    }
+    /// The training settings.
+    pub fn train_config(&self) -> &crate::train::TrainConfig {
+        each!(self, f => &f.config.train)
+    }
+    /// The training settings, to change (e.g. the micro-batch on another machine).
+    pub fn train_config_mut(&mut self) -> &mut crate::train::TrainConfig {
+        each!(self, f => &mut f.config.train)
+    }
+    /// A one-line description of the architecture.
+    pub fn describe(&self) -> String {
+        match self {
+            AnyFlow::Continuous(f) => format!("continuous flow, {:?} compute", f.config.precision),
+            AnyFlow::RealNvp(f) => {
+                format!("RealNVP, {} layers, {} hidden channels", f.config.n_layers, f.config.hidden)
+            }
+        }
+    }
     /// Training steps done.
     pub fn steps_done(&self) -> u64 {
         each!(self, f => f.steps_done)

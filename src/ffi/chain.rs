@@ -13,7 +13,6 @@ use crate::any_flow::AnyFlow;
 use crate::error::{Error, Result, Status};
 use crate::mcmc::checkpoint;
 use crate::mcmc::metropolis::Chain;
-use crate::mcmc::proposal::Proposal;
 use std::ffi::c_char;
 use std::mem::size_of;
 use std::sync::Mutex;

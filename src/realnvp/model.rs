@@ -169,6 +169,11 @@ impl RealNvp {
         self.custom.is_some()
     }
 
+    /// Worker threads of this flow's pool.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
     /// Replaces the built-in φ⁴ action by a host-supplied one (None: back to φ⁴); as
     /// `Flow::set_custom_action`.
     pub fn set_custom_action(&mut self, action: Option<Arc<dyn CustomAction>>) {
