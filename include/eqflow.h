@@ -271,7 +271,7 @@ typedef struct eqflow_flow_params {
   int32_t features;
   // Prior draws per training step (default 100).
   int32_t batch_size;
-  // Adam's base learning rate (default 5e-3).
+  // Adam's base learning rate (default 2e-3).
   double learning_rate;
   // Seed of the initial parameters and of every random stream of the flow (default 0).
   uint64_t seed;
@@ -552,7 +552,8 @@ void eqflow_context_free(struct eqflow_context *ctx);
 
 // Writes the defaults into the first `struct_size` bytes of `*p` and sets
 // `p->struct_size = struct_size`: L = 8, m² = −4, λ = 6.008, the seed architecture
-// (architecture fields 0 = from the preset), batch 100, learning rate 5e-3, seed 0, f64.
+// (architecture fields 0 = from the preset), batch 100, learning rate 2e-3, seed 0, f32
+// training compute, the continuous flow, no warm-up.
 // NULL or a `struct_size` below `sizeof(size_t)` is a no-op.
 //
 // # Safety

@@ -100,7 +100,7 @@ pub struct eqflow_flow_params {
     pub features: i32,
     /// Prior draws per training step (default 100).
     pub batch_size: i32,
-    /// Adam's base learning rate (default 5e-3).
+    /// Adam's base learning rate (default 2e-3).
     pub learning_rate: f64,
     /// Seed of the initial parameters and of every random stream of the flow (default 0).
     pub seed: u64,
@@ -321,7 +321,8 @@ pub(crate) unsafe fn path_arg(path: *const c_char) -> Result<PathBuf> {
 
 /// Writes the defaults into the first `struct_size` bytes of `*p` and sets
 /// `p->struct_size = struct_size`: L = 8, m² = −4, λ = 6.008, the seed architecture
-/// (architecture fields 0 = from the preset), batch 100, learning rate 5e-3, seed 0, f64.
+/// (architecture fields 0 = from the preset), batch 100, learning rate 2e-3, seed 0, f32
+/// training compute, the continuous flow, no warm-up.
 /// NULL or a `struct_size` below `sizeof(size_t)` is a no-op.
 ///
 /// # Safety
