@@ -77,6 +77,12 @@
 // the hopping-form action (S(φ) + V λ̃).
 #define EQFLOW_COUPLINGS_HOPPING 1
 
+// Flow type: the equivariant continuous normalizing flow (the default).
+#define EQFLOW_FLOW_CONTINUOUS 0
+
+// Flow type: the RealNVP baseline (SPEC §7).
+#define EQFLOW_FLOW_REALNVP 1
+
 // Success.
 #define EQFLOW_STATUS_OK 0
 
@@ -267,7 +273,7 @@ typedef struct eqflow_flow_params {
   int32_t features;
   // Prior draws per training step (default 100).
   int32_t batch_size;
-  // Adam's base learning rate (default 5e-3).
+  // Adam's base learning rate (default 2e-3).
   double learning_rate;
   // Seed of the initial parameters and of every random stream of the flow (default 0).
   uint64_t seed;
@@ -287,6 +293,17 @@ typedef struct eqflow_flow_params {
   double kappa;
   // λ̃ of the hopping form (default 0.5, the m² = −4 line).
   double lambda_tilde;
+  // `EQFLOW_FLOW_CONTINUOUS` (default: the equivariant continuous flow) or
+  // `EQFLOW_FLOW_REALNVP` (the RealNVP baseline of Albergo et al.: 16 checkerboard affine
+  // couplings, 3×3 CNNs 1 → 8 → 8 → 2, Adam β = (0.9, 0.999), constant rate). For RealNVP
+  // the continuous flow's architecture fields must be 0 (`architecture` and `precision` are
+  // ignored); lattice, couplings, conventions, batch size, learning rate, warm-up and seed
+  // apply to both. Saved with the flow: `eqflow_flow_load` restores either type.
+  int32_t flow_type;
+  // Steps of linear learning-rate warm-up at the start of training (default 0). Use ~100
+  // when fine-tuning a flow set by `eqflow_flow_init_from`: Adam's first full-rate steps
+  // can wreck a transferred flow.
+  int32_t warmup_steps;
 } eqflow_flow_params;
 
 // Statistics of `eqflow_flow_train`. Set `struct_size = sizeof(eqflow_train_stats)` before
@@ -540,7 +557,8 @@ void eqflow_context_free(struct eqflow_context *ctx);
 
 // Writes the defaults into the first `struct_size` bytes of `*p` and sets
 // `p->struct_size = struct_size`: L = 8, m² = −4, λ = 6.008, the seed architecture
-// (architecture fields 0 = from the preset), batch 100, learning rate 5e-3, seed 0, f64.
+// (architecture fields 0 = from the preset), batch 100, learning rate 2e-3, seed 0, f32
+// training compute, the continuous flow, no warm-up.
 // NULL or a `struct_size` below `sizeof(size_t)` is a no-op.
 //
 // # Safety

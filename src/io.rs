@@ -15,8 +15,29 @@ fn to_bytes(x: &[f64]) -> Vec<u8> {
     x.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// Named f64 tensors (name, little-endian bytes, shape) and metadata.
-pub(crate) type Tensors = Vec<(String, Vec<u8>, Vec<usize>)>;
+/// Named f64 tensors (name, little-endian bytes, shape).
+pub type Tensors = Vec<(String, Vec<u8>, Vec<usize>)>;
+
+/// Metadata of a safetensors file.
+pub type Meta = HashMap<String, String>;
+
+/// A flow type that can be stored in safetensors files, on its own or inside a chain
+/// checkpoint: tensors and metadata out, and back.
+pub trait FlowFile: Sized {
+    /// The flow's tensors and metadata.
+    fn tensors(&self) -> Result<(Tensors, Meta)>;
+    /// The flow stored in deserialised tensors and metadata, with `threads` worker threads.
+    fn from_tensors(st: &SafeTensors, meta: &Meta, threads: usize) -> Result<Self>;
+}
+
+impl FlowFile for Flow {
+    fn tensors(&self) -> Result<(Tensors, Meta)> {
+        flow_tensors(self)
+    }
+    fn from_tensors(st: &SafeTensors, meta: &Meta, threads: usize) -> Result<Self> {
+        flow_from(st, meta, threads)
+    }
+}
 
 /// The tensors and metadata of a flow.
 pub(crate) fn flow_tensors(flow: &Flow) -> Result<(Tensors, HashMap<String, String>)> {

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod action;
+pub mod any_flow;
 pub mod conventions;
 pub mod cuda;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod reweight;
 pub mod rng;
 
 pub use action::{Action, Couplings};
+pub use any_flow::{AnyFlow, FlowKind};
 pub use error::{Error, Result, Status};
 pub use lattice::Lattice;
 pub mod real;

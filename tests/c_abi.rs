@@ -397,6 +397,17 @@ fn cpp_long_chain_runs_in_bounded_memory() {
 }
 
 #[test]
+fn c_realnvp_behind_the_same_api() {
+    let dir = scratch("realnvp");
+    let exe = dir.join("realnvp");
+    build("cc", C_FLAGS, &[root().join("tests/c/realnvp.c")], &exe, &["-lm"]);
+    let out = run(Command::new(&exe).arg(&dir));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("realnvp: ok"), "{stdout}");
+}
+
+#[test]
 fn c_checkpoint_of_a_chain_with_a_host_action() {
     let dir = scratch("host_checkpoint");
     let exe = dir.join("host_checkpoint");

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use eqflow::error::{Result, Status};
-use eqflow::flow::CustomAction;
+use eqflow::flow::{CustomAction, Flow};
 use eqflow::mcmc::checkpoint;
 use eqflow::mcmc::metropolis::Chain;
 use eqflow::Lattice;
@@ -29,7 +29,7 @@ fn checkpoint_continues_bit_for_bit() {
     let path = tmp("a.chain");
     checkpoint::save(&first, &path).unwrap();
     drop(first);
-    let mut resumed = checkpoint::load(&path, 2).unwrap();
+    let mut resumed: Chain = checkpoint::load(&path, 2).unwrap();
     assert!(resumed.flip());
     resumed.step(400).unwrap();
 
@@ -45,19 +45,19 @@ fn checkpoint_continues_bit_for_bit() {
     // corrupt and wrong files are typed errors, never panics
     let bytes = std::fs::read(&path).unwrap();
     for cut in [0, 7, bytes.len() / 2, bytes.len() - 1] {
-        let e = checkpoint::from_slice(&bytes[..cut], 1).err().expect("truncated file must fail");
+        let e = checkpoint::from_slice::<Flow>(&bytes[..cut], 1).err().expect("truncated file must fail");
         assert_eq!(e.status, Status::BadFile, "cut {cut}: {}", e.message);
     }
     let flow_file = tmp("flow.safetensors");
     eqflow::io::save(&flow, &flow_file).unwrap();
-    let e = checkpoint::load(&flow_file, 1).err().unwrap();
+    let e = checkpoint::load::<Flow>(&flow_file, 1).err().unwrap();
     assert!(e.message.contains("not an eqflow chain checkpoint"), "{}", e.message);
-    assert_eq!(checkpoint::load(&tmp("missing"), 1).err().unwrap().status, Status::Io);
+    assert_eq!(checkpoint::load::<Flow>(&tmp("missing"), 1).err().unwrap().status, Status::Io);
     // flipping one byte inside the measurement tensor's header lengths is caught
     let mut bad = bytes.clone();
     let at = String::from_utf8_lossy(&bad).find("chain.measurements").unwrap();
     bad[at + 6] = b'X';
-    assert!(checkpoint::from_slice(&bad, 1).is_err());
+    assert!(checkpoint::from_slice::<Flow>(&bad, 1).is_err());
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn a_checkpoint_with_a_host_action_needs_it_set_again() {
     first.step(150).unwrap();
     let path = tmp("host.chain");
     checkpoint::save(&first, &path).unwrap();
-    let mut resumed = checkpoint::load(&path, 1).unwrap();
+    let mut resumed: Chain = checkpoint::load(&path, 1).unwrap();
     let e = resumed.step(1).expect_err("a chain without its host action must refuse to step");
     assert_eq!(e.status, Status::InvalidArgument);
     assert!(e.message.contains("host action"), "{}", e.message);

@@ -80,6 +80,47 @@ fn same_seed_same_parameters_whatever_the_thread_count() {
     assert!(a.2.iter().zip(&b.2).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
+/// Gradient accumulation: micro-batches of 16 (16 + 16 + 8 of a batch of 40) give the
+/// whole-batch loss and gradient up to rounding, so the same parameters after a step; the
+/// memory check counts the micro-batch.
+#[test]
+fn gradient_accumulation_matches_the_whole_batch() {
+    let step = |micro, precision| {
+        let mut cfg = FlowConfig::new(5, -4.0, 6.975);
+        cfg.arch = small_arch(true);
+        cfg.precision = precision;
+        cfg.train.batch_size = 40;
+        cfg.train.micro_batch = micro;
+        let mut f = Flow::new(cfg, 2).unwrap();
+        let bytes = f.training_bytes().unwrap();
+        let mut params = Vec::new();
+        let mut stats = Vec::new();
+        for _ in 0..2 {
+            let s = f.train_step().unwrap();
+            stats.push((s.loss, s.ess, s.grad_norm));
+            params.push(f.params().to_vec());
+        }
+        (params, stats, bytes)
+    };
+    for (precision, tol, ptol) in
+        [(eqflow::flow::Precision::F64, 1e-12, 1e-10), (eqflow::flow::Precision::F32, 1e-5, 1e-4)]
+    {
+        let (pa, sa, ba) = step(0, precision);
+        let (pb, sb, bb) = step(16, precision);
+        assert_eq!(ba * 16, bb * 40, "memory counts the micro-batch");
+        for (a, b) in sa.iter().zip(&sb) {
+            let rel = |x: f64, y: f64| (x - y).abs() / x.abs().max(1e-300);
+            eprintln!("{precision:?}: loss {} vs {}, ESS {} vs {}, |g| {} vs {}", a.0, b.0, a.1, b.1, a.2, b.2);
+            assert!(rel(a.0, b.0) < tol && rel(a.1, b.1) < tol && rel(a.2, b.2) < tol);
+        }
+        let scale = pa[1].iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let diff = pa[1].iter().zip(&pb[1]).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        eprintln!("{precision:?}: max parameter difference after 2 steps {diff:e} (scale {scale:e})");
+        assert!(diff > 0.0 || precision == eqflow::flow::Precision::F64, "a test that cannot fail");
+        assert!(diff < ptol * scale, "{diff} vs {scale}");
+    }
+}
+
 #[test]
 fn bad_input_gives_typed_errors() {
     use eqflow::Status;

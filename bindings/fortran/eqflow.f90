@@ -41,6 +41,8 @@ module eqflow
   integer(c_int32_t), parameter :: EQFLOW_LAYOUT_X0_FASTEST = 1   ! index = x1*L + x0: phi(0:L-1, 0:L-1) as phi(x0, x1)
   integer(c_int32_t), parameter :: EQFLOW_LAYOUT_EVEN_ODD = 2     ! even sites first, then odd, each x1 fastest
   integer(c_int32_t), parameter :: EQFLOW_COUPLINGS_STANDARD = 0  ! (m2, lambda)
+  integer(c_int32_t), parameter :: EQFLOW_FLOW_CONTINUOUS = 0   ! the equivariant continuous flow
+  integer(c_int32_t), parameter :: EQFLOW_FLOW_REALNVP = 1      ! the RealNVP baseline
   integer(c_int32_t), parameter :: EQFLOW_COUPLINGS_HOPPING = 1   ! (kappa, lambda_tilde); fields phi/sqrt(kappa)
 
   type, bind(C) :: eqflow_context_params
@@ -70,6 +72,9 @@ module eqflow
     integer(c_int32_t) :: couplings_form ! EQFLOW_COUPLINGS_*
     real(c_double) :: kappa
     real(c_double) :: lambda_tilde
+    ! appended in version 3 (a version-2 caller sets struct_size to the offset of flow_type)
+    integer(c_int32_t) :: flow_type      ! EQFLOW_FLOW_*
+    integer(c_int32_t) :: warmup_steps   ! linear learning-rate warm-up steps
   end type
 
   type, bind(C) :: eqflow_train_stats

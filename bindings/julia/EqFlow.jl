@@ -42,6 +42,8 @@ const EQFLOW_LAYOUT_X1_FASTEST = Int32(0)   # index = x0*L + x1 (C order)
 const EQFLOW_LAYOUT_X0_FASTEST = Int32(1)   # index = x1*L + x0: a Julia L×L matrix phi[x0+1, x1+1]
 const EQFLOW_LAYOUT_EVEN_ODD = Int32(2)     # even sites first, then odd, each x1 fastest
 const EQFLOW_COUPLINGS_STANDARD = Int32(0)  # (m2, lambda)
+const EQFLOW_FLOW_CONTINUOUS = Int32(0)    # the equivariant continuous flow
+const EQFLOW_FLOW_REALNVP = Int32(1)       # the RealNVP baseline
 const EQFLOW_COUPLINGS_HOPPING = Int32(1)   # (kappa, lambda_tilde); fields are phi/sqrt(kappa)
 
 # Layouts of the C structs (Julia's isbits structs follow the C ABI's alignment rules).
@@ -71,6 +73,8 @@ mutable struct FlowParams
     couplings_form::Int32
     kappa::Float64
     lambda_tilde::Float64
+    flow_type::Int32       # EQFLOW_FLOW_*
+    warmup_steps::Int32
 end
 
 mutable struct TrainStats
@@ -153,7 +157,7 @@ function ContextParams()
 end
 
 function FlowParams(; kwargs...)
-    p = FlowParams(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    p = FlowParams(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     ccall((:eqflow_flow_params_init, libeqflow), Cvoid, (Ref{FlowParams}, Csize_t), p, sizeof(FlowParams))
     for (k, v) in kwargs
         setfield!(p, k, convert(fieldtype(FlowParams, k), v))

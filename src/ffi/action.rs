@@ -8,6 +8,7 @@ use super::status::eqflow_status;
 use crate::conventions::Conventions;
 use crate::error::{Error, Result, Status};
 use crate::flow::CustomAction;
+use crate::mcmc::proposal::Proposal;
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -81,7 +82,7 @@ pub unsafe extern "C" fn eqflow_flow_set_action(
     boundary("eqflow_flow_set_action", || {
         let f = flow_ref(flow)?;
         let mut g = lock(&f.inner, "flow")?;
-        let (l, conventions) = (g.lattice.size(), g.config.conventions);
+        let (l, conventions) = (g.lattice_size(), g.conventions());
         g.set_custom_action(
             action.map(|f| Arc::new(HostAction { f, user: user_data, l, conventions }) as Arc<dyn CustomAction>),
         );
@@ -106,7 +107,7 @@ pub unsafe extern "C" fn eqflow_chain_set_action(
     boundary("eqflow_chain_set_action", || {
         let c: &eqflow_chain = super::boundary::arg_ref(chain, "chain")?;
         let mut g = lock(&c.inner, "chain")?;
-        let (l, conventions) = (g.flow().lattice.size(), g.flow().config.conventions);
+        let (l, conventions) = (g.flow().lattice_size(), g.flow().conventions());
         g.set_custom_action(
             action.map(|f| Arc::new(HostAction { f, user: user_data, l, conventions }) as Arc<dyn CustomAction>),
         );

@@ -146,17 +146,19 @@ pub(crate) fn mul(n: usize, m: usize, what: &str) -> Result<usize> {
 /// # Safety
 /// Implementors are `#[repr(C)]` plain data whose first field is `struct_size: usize`.
 pub(crate) unsafe trait Versioned: Copy {
-    /// The size of the struct's first published version.
-    const V1_SIZE: usize;
+    /// The sizes of the struct's earlier published versions (its current size is always
+    /// accepted).
+    const OLD_SIZES: &'static [usize];
     /// The C name of the struct, for messages.
     const NAME: &'static str;
 }
 
 fn check_size<T: Versioned>(size: usize, arg: &str) -> Result<()> {
     let max = std::mem::size_of::<T>();
-    // the sizes of the published versions: the first and the current one
-    if size != T::V1_SIZE && size != max {
-        let known = if T::V1_SIZE == max { format!("{max}") } else { format!("{} (version 1) or {max}", T::V1_SIZE) };
+    // the sizes of the published versions: the earlier ones and the current one
+    if size != max && !T::OLD_SIZES.contains(&size) {
+        let known: Vec<String> = T::OLD_SIZES.iter().chain([&max]).map(|s| s.to_string()).collect();
+        let known = known.join(" or ");
         return Err(Error::new(
             Status::BadStructSize,
             format!(

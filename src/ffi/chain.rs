@@ -9,6 +9,7 @@ use super::flow::eqflow_flow;
 use super::flow::path_arg;
 use super::hmc::{eqflow_observables, summary};
 use super::status::eqflow_status;
+use crate::any_flow::AnyFlow;
 use crate::error::{Error, Result, Status};
 use crate::mcmc::checkpoint;
 use crate::mcmc::metropolis::Chain;
@@ -24,12 +25,12 @@ use std::sync::Mutex;
 /// same flow) may run in different threads at once. After an internal panic the chain is
 /// poisoned (`EQFLOW_STATUS_POISONED`, 109); free it.
 pub struct eqflow_chain {
-    pub(crate) inner: Mutex<Chain>,
+    pub(crate) inner: Mutex<Chain<AnyFlow>>,
     pub(crate) volume: usize,
 }
 
 impl eqflow_chain {
-    pub(crate) fn new(chain: Chain) -> Self {
+    pub(crate) fn new(chain: Chain<AnyFlow>) -> Self {
         let volume = chain.measurements().l() * chain.measurements().l();
         eqflow_chain { inner: Mutex::new(chain), volume }
     }
@@ -59,7 +60,7 @@ pub struct eqflow_chain_stats {
 }
 
 unsafe impl Versioned for eqflow_chain_stats {
-    const V1_SIZE: usize = std::mem::offset_of!(eqflow_chain_stats, non_finite);
+    const OLD_SIZES: &'static [usize] = &[std::mem::offset_of!(eqflow_chain_stats, non_finite)];
     const NAME: &'static str = "eqflow_chain_stats";
 }
 
@@ -100,7 +101,7 @@ pub unsafe extern "C" fn eqflow_chain_free(chain: *mut eqflow_chain) {
     boundary_void("eqflow_chain_free", || take(chain))
 }
 
-fn stats_of(c: &Chain) -> eqflow_chain_stats {
+fn stats_of(c: &Chain<AnyFlow>) -> eqflow_chain_stats {
     let s = c.stats();
     eqflow_chain_stats {
         struct_size: size_of::<eqflow_chain_stats>(),
@@ -149,8 +150,8 @@ unsafe fn run_chain(
             flags.push(a as u8);
         }
     })?;
-    let conv = c.flow().config.conventions;
-    write_out(phi_out, &conv.from_internal(c.flow().lattice.size(), &phis)?);
+    let conv = c.flow().conventions();
+    write_out(phi_out, &conv.from_internal(c.flow().lattice_size(), &phis)?);
     write_out(accepted, &flags);
     write_versioned(stats_out, stats_of(&c));
     Ok(())
@@ -330,8 +331,8 @@ pub unsafe extern "C" fn eqflow_chain_set_state(
         }
         let phi = arg_vec(phi, phi_len, "phi")?;
         crate::error::check_finite("argument 'phi'", &phi)?;
-        let conv = c.flow().config.conventions;
-        let phi = conv.to_internal(c.flow().lattice.size(), &phi)?;
+        let conv = c.flow().conventions();
+        let phi = conv.to_internal(c.flow().lattice_size(), &phi)?;
         c.set_state(&phi)
     })
 }
@@ -360,8 +361,8 @@ pub unsafe extern "C" fn eqflow_chain_state(
         let st = c.state().cloned().ok_or_else(|| {
             Error::invalid("argument 'chain' has no state yet (call eqflow_chain_step or eqflow_chain_set_state)")
         })?;
-        let conv = c.flow().config.conventions;
-        let user_phi = conv.from_internal(c.flow().lattice.size(), &st.phi)?;
+        let conv = c.flow().conventions();
+        let user_phi = conv.from_internal(c.flow().lattice_size(), &st.phi)?;
         write_out(phi, &user_phi);
         write_out(log_q, &[conv.log_q_to_user(v, st.log_q)]);
         write_out(action, &[conv.action_to_user(v, st.action)]);

@@ -42,7 +42,7 @@ pub struct eqflow_context_params {
 }
 
 unsafe impl Versioned for eqflow_context_params {
-    const V1_SIZE: usize = size_of::<eqflow_context_params>();
+    const OLD_SIZES: &'static [usize] = &[];
     const NAME: &'static str = "eqflow_context_params";
 }
 

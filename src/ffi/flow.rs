@@ -7,10 +7,13 @@ use super::boundary::{
 use super::context::{eqflow_context, init_prefix, threads_of};
 use super::status::eqflow_status;
 use crate::action::Couplings;
+use crate::any_flow::AnyFlow;
 use crate::conventions::{Conventions, FieldLayout, Hopping};
 use crate::error::{Error, Result};
 use crate::flow::model::Samples;
 use crate::flow::{Architecture, FeatureKind, Flow, FlowConfig, KernelSymmetry, Precision};
+use crate::mcmc::proposal::Proposal;
+use crate::realnvp::{RealNvp, RealNvpConfig};
 use crate::train::TrainConfig;
 use std::ffi::{c_char, CStr};
 use std::mem::size_of;
@@ -48,6 +51,10 @@ pub const EQFLOW_COUPLINGS_STANDARD: i32 = 0;
 /// fields crossing the ABI are ϕ = φ/√κ, log q is that of ϕ (log q(φ) + (V/2) log κ) and S is
 /// the hopping-form action (S(φ) + V λ̃).
 pub const EQFLOW_COUPLINGS_HOPPING: i32 = 1;
+/// Flow type: the equivariant continuous normalizing flow (the default).
+pub const EQFLOW_FLOW_CONTINUOUS: i32 = 0;
+/// Flow type: the RealNVP baseline (SPEC §7).
+pub const EQFLOW_FLOW_REALNVP: i32 = 1;
 
 /// A flow, its target φ⁴ action and its optimiser state.
 ///
@@ -56,12 +63,12 @@ pub const EQFLOW_COUPLINGS_HOPPING: i32 = 1;
 /// be used from different threads at once. After an internal panic (`EQFLOW_STATUS_PANIC`)
 /// the flow is poisoned: later calls return `EQFLOW_STATUS_POISONED` (109); free it.
 pub struct eqflow_flow {
-    pub(crate) inner: Mutex<Flow>,
+    pub(crate) inner: Mutex<AnyFlow>,
     pub(crate) volume: usize,
 }
 
 impl eqflow_flow {
-    pub(crate) fn new(flow: Flow) -> Self {
+    pub(crate) fn new(flow: AnyFlow) -> Self {
         eqflow_flow { volume: flow.volume(), inner: Mutex::new(flow) }
     }
 }
@@ -93,7 +100,7 @@ pub struct eqflow_flow_params {
     pub features: i32,
     /// Prior draws per training step (default 100).
     pub batch_size: i32,
-    /// Adam's base learning rate (default 5e-3).
+    /// Adam's base learning rate (default 2e-3).
     pub learning_rate: f64,
     /// Seed of the initial parameters and of every random stream of the flow (default 0).
     pub seed: u64,
@@ -113,10 +120,22 @@ pub struct eqflow_flow_params {
     pub kappa: f64,
     /// λ̃ of the hopping form (default 0.5, the m² = −4 line).
     pub lambda_tilde: f64,
+    /// `EQFLOW_FLOW_CONTINUOUS` (default: the equivariant continuous flow) or
+    /// `EQFLOW_FLOW_REALNVP` (the RealNVP baseline of Albergo et al.: 16 checkerboard affine
+    /// couplings, 3×3 CNNs 1 → 8 → 8 → 2, Adam β = (0.9, 0.999), constant rate). For RealNVP
+    /// the continuous flow's architecture fields must be 0 (`architecture` and `precision` are
+    /// ignored); lattice, couplings, conventions, batch size, learning rate, warm-up and seed
+    /// apply to both. Saved with the flow: `eqflow_flow_load` restores either type.
+    pub flow_type: i32,
+    /// Steps of linear learning-rate warm-up at the start of training (default 0). Use ~100
+    /// when fine-tuning a flow set by `eqflow_flow_init_from`: Adam's first full-rate steps
+    /// can wreck a transferred flow.
+    pub warmup_steps: i32,
 }
 
 unsafe impl Versioned for eqflow_flow_params {
-    const V1_SIZE: usize = std::mem::offset_of!(eqflow_flow_params, layout);
+    const OLD_SIZES: &'static [usize] =
+        &[std::mem::offset_of!(eqflow_flow_params, layout), std::mem::offset_of!(eqflow_flow_params, flow_type)];
     const NAME: &'static str = "eqflow_flow_params";
 }
 
@@ -146,6 +165,8 @@ impl Default for eqflow_flow_params {
             couplings_form: EQFLOW_COUPLINGS_STANDARD,
             kappa: (0.5 / c.lambda).sqrt(),
             lambda_tilde: 0.5,
+            flow_type: EQFLOW_FLOW_CONTINUOUS,
+            warmup_steps: 0,
         }
     }
 }
@@ -170,11 +191,42 @@ pub struct eqflow_train_stats {
 }
 
 unsafe impl Versioned for eqflow_train_stats {
-    const V1_SIZE: usize = size_of::<eqflow_train_stats>();
+    const OLD_SIZES: &'static [usize] = &[];
     const NAME: &'static str = "eqflow_train_stats";
 }
 
-/// The configuration a parameter struct describes.
+/// The flow a parameter struct describes, computing with `threads` threads.
+pub(crate) fn flow_of(p: &eqflow_flow_params, threads: usize) -> Result<AnyFlow> {
+    let c = config_of(p)?;
+    match p.flow_type {
+        EQFLOW_FLOW_CONTINUOUS => Ok(Flow::new(c, threads)?.into()),
+        EQFLOW_FLOW_REALNVP => {
+            for (name, v) in [
+                ("n_frequencies", p.n_frequencies),
+                ("time_kernel_size", p.time_kernel_size),
+                ("ode_steps", p.ode_steps),
+                ("symmetry", p.symmetry),
+                ("features", p.features),
+            ] {
+                if v != 0 {
+                    return Err(Error::invalid(format!(
+                        "argument 'p': {name} = {v} describes the continuous flow; it must be 0 with EQFLOW_FLOW_REALNVP"
+                    )));
+                }
+            }
+            let mut r = RealNvpConfig::new(c.lattice_size, c.couplings.m2, c.couplings.lambda);
+            r.conventions = c.conventions;
+            r.train.batch_size = c.train.batch_size;
+            r.train.learning_rate = c.train.learning_rate;
+            r.train.warmup_steps = c.train.warmup_steps;
+            r.seed = c.seed;
+            Ok(RealNvp::new(r, threads)?.into())
+        }
+        t => Err(Error::invalid(format!("argument 'p': flow_type = {t} is not an EQFLOW_FLOW_*"))),
+    }
+}
+
+/// The continuous flow's configuration a parameter struct describes.
 pub(crate) fn config_of(p: &eqflow_flow_params) -> Result<FlowConfig> {
     let bad = |m: String| Err(Error::invalid(format!("argument 'p': {m}")));
     let mut arch = match p.architecture {
@@ -216,6 +268,9 @@ pub(crate) fn config_of(p: &eqflow_flow_params) -> Result<FlowConfig> {
     if p.batch_size <= 0 {
         return bad(format!("batch_size = {} must be positive", p.batch_size));
     }
+    if p.warmup_steps < 0 {
+        return bad(format!("warmup_steps = {} is negative", p.warmup_steps));
+    }
     let layout = match p.layout {
         EQFLOW_LAYOUT_X1_FASTEST => FieldLayout::X1Fastest,
         EQFLOW_LAYOUT_X0_FASTEST => FieldLayout::X0Fastest,
@@ -237,6 +292,7 @@ pub(crate) fn config_of(p: &eqflow_flow_params) -> Result<FlowConfig> {
     c.arch = arch;
     c.train.batch_size = p.batch_size as usize;
     c.train.learning_rate = p.learning_rate;
+    c.train.warmup_steps = p.warmup_steps as u64;
     c.precision = precision;
     c.seed = p.seed;
     Ok(c)
@@ -265,7 +321,8 @@ pub(crate) unsafe fn path_arg(path: *const c_char) -> Result<PathBuf> {
 
 /// Writes the defaults into the first `struct_size` bytes of `*p` and sets
 /// `p->struct_size = struct_size`: L = 8, m² = −4, λ = 6.008, the seed architecture
-/// (architecture fields 0 = from the preset), batch 100, learning rate 5e-3, seed 0, f64.
+/// (architecture fields 0 = from the preset), batch 100, learning rate 2e-3, seed 0, f32
+/// training compute, the continuous flow, no warm-up.
 /// NULL or a `struct_size` below `sizeof(size_t)` is a no-op.
 ///
 /// # Safety
@@ -295,8 +352,7 @@ pub unsafe extern "C" fn eqflow_flow_new(
         let threads = threads_of(ctx)?;
         let p = read_versioned(p, eqflow_flow_params::default(), "p")?;
         let out = arg_out(out, "out")?;
-        let flow = Flow::new(config_of(&p)?, threads)?;
-        give(out, eqflow_flow::new(flow));
+        give(out, eqflow_flow::new(flow_of(&p, threads)?));
         Ok(())
     })
 }
@@ -351,7 +407,7 @@ pub unsafe extern "C" fn eqflow_flow_train(
         let s = last.expect("n_steps >= 1");
         let stats = eqflow_train_stats {
             struct_size: size_of::<eqflow_train_stats>(),
-            steps_done: f.steps_done,
+            steps_done: f.steps_done(),
             loss: s.loss,
             ess: s.ess,
             seconds: t0.elapsed().as_secs_f64(),
@@ -362,11 +418,11 @@ pub unsafe extern "C" fn eqflow_flow_train(
 }
 
 /// Samples in the flow's boundary conventions: (fields, log q, S).
-pub(crate) fn to_user(flow: &Flow, s: &Samples) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-    let c = &flow.config.conventions;
+pub(crate) fn to_user(flow: &AnyFlow, s: &Samples) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let c = flow.conventions();
     let v = flow.volume();
     Ok((
-        c.from_internal(flow.lattice.size(), &s.phi)?,
+        c.from_internal(flow.lattice_size(), &s.phi)?,
         s.log_q.iter().map(|q| c.log_q_to_user(v, *q)).collect(),
         s.action.iter().map(|x| c.action_to_user(v, *x)).collect(),
     ))
@@ -472,8 +528,8 @@ pub unsafe extern "C" fn eqflow_flow_log_prob(
         let out = arg_out_array(log_q, log_q_len, n, "log_q")?
             .ok_or_else(|| Error::new(crate::error::Status::NullPointer, "argument 'log_q' is NULL".to_string()))?;
         crate::error::check_finite("argument 'phi'", &phi)?;
-        let c = f.config.conventions;
-        let phi = c.to_internal(f.lattice.size(), &phi)?;
+        let c = f.conventions();
+        let phi = c.to_internal(f.lattice_size(), &phi)?;
         let lq: Vec<f64> = f.log_prob(&phi)?.iter().map(|q| c.log_q_to_user(v, *q)).collect();
         write_out(Some(out), &lq);
         Ok(())
@@ -510,7 +566,7 @@ pub unsafe extern "C" fn eqflow_flow_save(flow: *const eqflow_flow, path: *const
         let f = flow_ref(flow)?;
         let path = path_arg(path)?;
         let f = lock(&f.inner, "flow")?;
-        crate::io::save(&f, &path)
+        f.save(&path)
     })
 }
 
@@ -530,8 +586,7 @@ pub unsafe extern "C" fn eqflow_flow_load(
         let threads = threads_of(ctx)?;
         let path = path_arg(path)?;
         let out = arg_out(out, "out")?;
-        let flow = crate::io::load(&path, threads)?;
-        give(out, eqflow_flow::new(flow));
+        give(out, eqflow_flow::new(AnyFlow::load(&path, threads)?));
         Ok(())
     })
 }
@@ -576,7 +631,7 @@ pub struct eqflow_reweighted {
 }
 
 unsafe impl Versioned for eqflow_reweighted {
-    const V1_SIZE: usize = size_of::<eqflow_reweighted>();
+    const OLD_SIZES: &'static [usize] = &[];
     const NAME: &'static str = "eqflow_reweighted";
 }
 
@@ -602,7 +657,7 @@ pub unsafe extern "C" fn eqflow_flow_reweight(
         }
         let mut f = lock(&f.inner, "flow")?;
         let s = f.sample(n_samples)?;
-        let r = crate::reweight::reweight_samples(&s, f.lattice.size(), delta_lambda)?;
+        let r = crate::reweight::reweight_samples(&s, f.lattice_size(), delta_lambda)?;
         write_versioned(
             Some(out),
             eqflow_reweighted {
@@ -643,6 +698,9 @@ pub unsafe extern "C" fn eqflow_flow_init_from(flow: *mut eqflow_flow, small: *c
             return Err(Error::invalid("arguments 'flow' and 'small' are the same flow"));
         }
         let small = lock(&s.inner, "small")?.snapshot();
-        lock(&f.inner, "flow")?.transfer_from(&small)
+        let not_continuous =
+            || Error::invalid("eqflow_flow_init_from: transfer needs two continuous flows (not RealNVP)");
+        let AnyFlow::Continuous(small) = small else { return Err(not_continuous()) };
+        lock(&f.inner, "flow")?.as_continuous_mut().ok_or_else(not_continuous)?.transfer_from(&small)
     })
 }

@@ -45,7 +45,7 @@ pub struct eqflow_hmc_params {
 }
 
 unsafe impl Versioned for eqflow_hmc_params {
-    const V1_SIZE: usize = size_of::<eqflow_hmc_params>();
+    const OLD_SIZES: &'static [usize] = &[];
     const NAME: &'static str = "eqflow_hmc_params";
 }
 
@@ -224,7 +224,7 @@ pub struct eqflow_observables {
 }
 
 unsafe impl Versioned for eqflow_observables {
-    const V1_SIZE: usize = size_of::<eqflow_observables>();
+    const OLD_SIZES: &'static [usize] = &[];
     const NAME: &'static str = "eqflow_observables";
 }
 

@@ -229,24 +229,7 @@ impl Flow {
 
     /// S (and, if asked, ∂S/∂φ) of n fields (n × V) under the flow's target action.
     pub fn evaluate_action(&self, phi: &[f64], action: &mut [f64], force: Option<&mut [f64]>) -> Result<()> {
-        let v = self.volume();
-        check_len("evaluate_action: action", action.len() * v, phi.len())?;
-        match &self.custom {
-            Some(c) => {
-                c.evaluate(phi, action, force)?;
-                match action.iter().position(|s| s.is_nan()) {
-                    Some(i) => Err(Error::non_finite(format!("custom action: S of field {i} is NaN"))),
-                    None => Ok(()),
-                }
-            }
-            None => {
-                self.action.action_batch(phi, action)?;
-                if let Some(f) = force {
-                    self.action.force_batch(phi, f)?;
-                }
-                Ok(())
-            }
-        }
+        evaluate_with(&self.action, self.custom.as_deref(), self.volume(), phi, action, force)
     }
 
     /// Sets the number of RK4 steps N_t. The parameters define a continuous ODE, so training
@@ -305,7 +288,7 @@ impl Flow {
             Precision::F32 => 4,
         };
         let per_field = (self.config.arch.ode_steps as u64 + 2).checked_mul(r)?.checked_add(32)?;
-        (self.config.train.batch_size as u64).checked_mul(self.volume() as u64)?.checked_mul(per_field)
+        (self.config.train.micro() as u64).checked_mul(self.volume() as u64)?.checked_mul(per_field)
     }
 
     /// Bytes that pushing n fields through the flow holds (prior draws, chunk results, output).
@@ -393,9 +376,26 @@ impl Flow {
     /// leaves the parameters and optimiser state as they were.
     pub fn train_step(&mut self) -> Result<StepStats> {
         crate::memory::check(self.training_bytes(), "train step (batch tapes)")?;
-        let b = self.config.train.batch_size;
-        let z = self.noise(Stream::Train, self.steps_done << 24, b);
-        let (loss, samples, grad) = self.loss_and_grad_of(&z)?;
+        let (b, m) = (self.config.train.batch_size, self.config.train.micro());
+        let first = self.steps_done << 24;
+        // micro-batches in order, each its mean loss and gradient, combined with weights m_k/b
+        // (one micro-batch: exactly the whole-batch computation)
+        let (mut loss, mut samples, mut grad) = (0.0, Samples::default(), vec![0.0; self.layout.total]);
+        for start in (0..b).step_by(m) {
+            let mk = m.min(b - start);
+            let z = self.noise(Stream::Train, first + start as u64, mk);
+            let (l, s, g) = self.loss_and_grad_of(&z)?;
+            if mk == b {
+                (loss, samples, grad) = (l, s, g);
+                break;
+            }
+            let w = mk as f64 / b as f64;
+            loss += w * l;
+            grad.iter_mut().zip(&g).for_each(|(a, x)| *a += w * x);
+            // only the weights are needed (the ESS): the fields are not kept
+            samples.log_q.extend(s.log_q);
+            samples.action.extend(s.action);
+        }
         let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
         if !loss.is_finite() || !grad_norm.is_finite() {
             return Err(Error::new(
@@ -524,6 +524,35 @@ enum AnyTape {
 }
 
 /// A thread pool of `threads` workers (0: all cores), owned by one flow (never the global pool).
+/// S (and, if asked, ∂S/∂φ) of n fields under the built-in `action` or, if set, a host
+/// action (whose S must not be NaN); shared by every flow type.
+pub(crate) fn evaluate_with(
+    action: &crate::action::Action,
+    custom: Option<&dyn CustomAction>,
+    v: usize,
+    phi: &[f64],
+    out: &mut [f64],
+    force: Option<&mut [f64]>,
+) -> Result<()> {
+    check_len("evaluate_action: action", out.len() * v, phi.len())?;
+    match custom {
+        Some(c) => {
+            c.evaluate(phi, out, force)?;
+            match out.iter().position(|s| s.is_nan()) {
+                Some(i) => Err(Error::non_finite(format!("custom action: S of field {i} is NaN"))),
+                None => Ok(()),
+            }
+        }
+        None => {
+            action.action_batch(phi, out)?;
+            if let Some(f) = force {
+                action.force_batch(phi, f)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 pub(crate) fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -3,8 +3,9 @@
 //! versioned, so that a restored chain continues bit for bit as if never stopped.
 
 use super::metropolis::{Chain, ChainStats, State};
+use super::proposal::Proposal;
 use crate::error::{Error, Result};
-use crate::io::{f64_bytes, flow_from, flow_tensors, meta_get, meta_num, read_tensor, serialize, write_atomic};
+use crate::io::{f64_bytes, meta_get, meta_num, read_tensor, serialize, write_atomic, FlowFile};
 use crate::observables::Measurements;
 use safetensors::SafeTensors;
 use std::path::Path;
@@ -17,8 +18,8 @@ fn bad(m: impl Into<String>) -> Error {
 }
 
 /// Serialises a chain (its flow snapshot included).
-pub fn to_vec(chain: &Chain) -> Result<Vec<u8>> {
-    let (mut named, mut meta) = flow_tensors(&chain.flow)?;
+pub fn to_vec<F: Proposal + FlowFile>(chain: &Chain<F>) -> Result<Vec<u8>> {
+    let (mut named, mut meta) = chain.flow.tensors()?;
     let (flat, ints) = chain.measurements.to_flat();
     named.push(("chain.measurements".into(), f64_bytes(&flat), vec![flat.len()]));
     if let Some(st) = &chain.state {
@@ -38,12 +39,12 @@ pub fn to_vec(chain: &Chain) -> Result<Vec<u8>> {
 }
 
 /// Saves a chain atomically to `path`.
-pub fn save(chain: &Chain, path: &Path) -> Result<()> {
+pub fn save<F: Proposal + FlowFile>(chain: &Chain<F>, path: &Path) -> Result<()> {
     write_atomic(&to_vec(chain)?, path)
 }
 
 /// Loads a chain saved by [`save`], computing with `threads` worker threads.
-pub fn load(path: &Path, threads: usize) -> Result<Chain> {
+pub fn load<F: Proposal + FlowFile>(path: &Path, threads: usize) -> Result<Chain<F>> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::new(crate::error::Status::Io, format!("load chain '{}': {e}", path.display())))?;
     from_slice(&bytes, threads)
@@ -51,7 +52,7 @@ pub fn load(path: &Path, threads: usize) -> Result<Chain> {
 }
 
 /// Deserialises a chain.
-pub fn from_slice(bytes: &[u8], threads: usize) -> Result<Chain> {
+pub fn from_slice<F: Proposal + FlowFile>(bytes: &[u8], threads: usize) -> Result<Chain<F>> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
     let meta = meta.metadata().clone().ok_or_else(|| bad("no eqflow metadata"))?;
     let version: u32 = meta_num(&meta, "eqflow_chain_format")
@@ -60,7 +61,7 @@ pub fn from_slice(bytes: &[u8], threads: usize) -> Result<Chain> {
         return Err(bad(format!("chain format version {version} is newer than this library's {CHAIN_FORMAT_VERSION}")));
     }
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("tensors: {e}")))?;
-    let flow = flow_from(&st, &meta, threads)?;
+    let flow = F::from_tensors(&st, &meta, threads)?;
     let seed: u64 = meta_num(&meta, "chain.seed")?;
     let flip: bool = meta_get(&meta, "chain.flip")?.parse().map_err(|_| bad("metadata 'chain.flip'"))?;
     let stats: ChainStats =
@@ -69,7 +70,7 @@ pub fn from_slice(bytes: &[u8], threads: usize) -> Result<Chain> {
         .map_err(|e| bad(format!("chain measurements: {e}")))?;
     let flat = read_tensor(&st, "chain.measurements", None)?;
     let measurements = Measurements::from_flat(&flat, ints)?;
-    if measurements.l() != flow.lattice.size() {
+    if measurements.l() != flow.lattice_size() {
         return Err(bad("measurements are for another lattice size than the flow"));
     }
     let state = match st.tensor("chain.phi") {

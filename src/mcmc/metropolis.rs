@@ -63,16 +63,14 @@ pub struct Chain<F: Proposal = Flow> {
     pub(crate) needs_action: bool,
 }
 
-impl Chain<Flow> {
+impl<F: Proposal> Chain<F> {
     /// Replaces the chain's action by a host action (None: the built-in φ⁴ action). A chain
     /// restored from a checkpoint made with a host action needs it set again before stepping.
     pub fn set_custom_action(&mut self, action: Option<std::sync::Arc<dyn crate::flow::CustomAction>>) {
         self.flow.set_custom_action(action);
         self.needs_action = false;
     }
-}
 
-impl<F: Proposal> Chain<F> {
     /// A chain over a frozen snapshot of `flow` (the continuous flow or RealNVP), with its own
     /// random stream `seed`.
     pub fn new(flow: &F, seed: u64) -> Self {

@@ -4,8 +4,9 @@
 
 use crate::error::Result;
 use crate::flow::model::Samples;
-use crate::flow::{FeatureKind, Flow};
+use crate::flow::{CustomAction, FeatureKind, Flow};
 use crate::realnvp::RealNvp;
+use std::sync::Arc;
 
 /// A flow that can serve as the proposal of an independence Metropolis chain.
 pub trait Proposal: Send {
@@ -27,6 +28,10 @@ pub trait Proposal: Send {
     fn evaluate_action(&self, phi: &[f64], action: &mut [f64], force: Option<&mut [f64]>) -> Result<()>;
     /// Whether log q(−φ) = log q(φ) exactly by construction (Z2-equivariant flows).
     fn log_q_is_even(&self) -> bool;
+    /// Whether a host action replaces the built-in one.
+    fn has_custom_action(&self) -> bool;
+    /// Replaces the built-in action by a host action (None: back to φ⁴).
+    fn set_custom_action(&mut self, action: Option<Arc<dyn CustomAction>>);
 }
 
 impl Proposal for Flow {
@@ -48,6 +53,12 @@ impl Proposal for Flow {
     fn log_q_is_even(&self) -> bool {
         self.config.arch.features == FeatureKind::Odd
     }
+    fn has_custom_action(&self) -> bool {
+        Flow::has_custom_action(self)
+    }
+    fn set_custom_action(&mut self, action: Option<Arc<dyn CustomAction>>) {
+        Flow::set_custom_action(self, action)
+    }
 }
 
 impl Proposal for RealNvp {
@@ -64,13 +75,15 @@ impl Proposal for RealNvp {
         RealNvp::log_prob(self, phi)
     }
     fn evaluate_action(&self, phi: &[f64], action: &mut [f64], force: Option<&mut [f64]>) -> Result<()> {
-        self.action.action_batch(phi, action)?;
-        if let Some(f) = force {
-            self.action.force_batch(phi, f)?;
-        }
-        Ok(())
+        RealNvp::evaluate_action(self, phi, action, force)
     }
     fn log_q_is_even(&self) -> bool {
         false
+    }
+    fn has_custom_action(&self) -> bool {
+        RealNvp::has_custom_action(self)
+    }
+    fn set_custom_action(&mut self, action: Option<Arc<dyn CustomAction>>) {
+        RealNvp::set_custom_action(self, action)
     }
 }

@@ -3,7 +3,7 @@
 
 use super::model::{RealNvp, RealNvpConfig};
 use crate::error::{Error, Result, Status};
-use crate::io::{f64_bytes, meta_get, meta_num, read_tensor, serialize, write_atomic};
+use crate::io::{f64_bytes, meta_get, meta_num, read_tensor, serialize, write_atomic, FlowFile, Meta, Tensors};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,8 +15,22 @@ fn bad(m: impl Into<String>) -> Error {
     Error::bad_file(m.into())
 }
 
+impl FlowFile for RealNvp {
+    fn tensors(&self) -> Result<(Tensors, Meta)> {
+        tensors_of(self)
+    }
+    fn from_tensors(st: &SafeTensors, meta: &Meta, threads: usize) -> Result<Self> {
+        from_tensors(st, meta, threads)
+    }
+}
+
 /// Serialises a RealNVP flow.
 pub fn to_vec(f: &RealNvp) -> Result<Vec<u8>> {
+    let (named, meta) = tensors_of(f)?;
+    serialize(&named, meta)
+}
+
+fn tensors_of(f: &RealNvp) -> Result<(Tensors, Meta)> {
     let n = f.n_params();
     let named = vec![
         ("params".to_string(), f64_bytes(f.params()), vec![n]),
@@ -29,7 +43,8 @@ pub fn to_vec(f: &RealNvp) -> Result<Vec<u8>> {
     meta.insert("steps_done".to_string(), f.steps_done.to_string());
     meta.insert("samples_drawn".to_string(), f.samples_drawn.to_string());
     meta.insert("adam_t".to_string(), f.adam.t.to_string());
-    serialize(&named, meta)
+    meta.insert("custom_action".to_string(), f.has_custom_action().to_string());
+    Ok((named, meta))
 }
 
 /// Saves atomically to `path`.
@@ -47,7 +62,12 @@ pub fn load(path: &Path, threads: usize) -> Result<RealNvp> {
 pub fn from_slice(bytes: &[u8], threads: usize) -> Result<RealNvp> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
     let meta = meta.metadata().clone().ok_or_else(|| bad("no eqflow metadata"))?;
-    let version: u32 = meta_num(&meta, "eqflow_realnvp_format")
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("tensors: {e}")))?;
+    from_tensors(&st, &meta, threads)
+}
+
+fn from_tensors(st: &SafeTensors, meta: &Meta, threads: usize) -> Result<RealNvp> {
+    let version: u32 = meta_num(meta, "eqflow_realnvp_format")
         .map_err(|_| bad("not a RealNVP file (a continuous flow? load it with eqflow::io::load)"))?;
     if version > REALNVP_FORMAT_VERSION {
         return Err(bad(format!(
@@ -55,15 +75,14 @@ pub fn from_slice(bytes: &[u8], threads: usize) -> Result<RealNvp> {
         )));
     }
     let config: RealNvpConfig =
-        serde_json::from_str(meta_get(&meta, "config")?).map_err(|e| bad(format!("configuration: {e}")))?;
+        serde_json::from_str(meta_get(meta, "config")?).map_err(|e| bad(format!("configuration: {e}")))?;
     let mut f = RealNvp::new(config, threads).map_err(|e| bad(format!("configuration invalid: {}", e.message)))?;
-    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("tensors: {e}")))?;
     let n = f.n_params();
-    f.set_params(&read_tensor(&st, "params", Some(n))?)?;
-    f.adam.m = read_tensor(&st, "adam.m", Some(n))?;
-    f.adam.v = read_tensor(&st, "adam.v", Some(n))?;
-    f.adam.t = meta_num(&meta, "adam_t")?;
-    f.steps_done = meta_num(&meta, "steps_done")?;
-    f.samples_drawn = meta_num(&meta, "samples_drawn")?;
+    f.set_params(&read_tensor(st, "params", Some(n))?)?;
+    f.adam.m = read_tensor(st, "adam.m", Some(n))?;
+    f.adam.v = read_tensor(st, "adam.v", Some(n))?;
+    f.adam.t = meta_num(meta, "adam_t")?;
+    f.steps_done = meta_num(meta, "steps_done")?;
+    f.samples_drawn = meta_num(meta, "samples_drawn")?;
     Ok(f)
 }

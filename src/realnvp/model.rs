@@ -6,9 +6,11 @@
 use super::cnn::TAPS;
 use super::network::Network;
 use crate::action::{Action, Couplings};
+use crate::conventions::Conventions;
 use crate::error::{check_finite, check_len, Error, Result, Status};
 use crate::flow::grad::log_prior;
-use crate::flow::model::{build_pool, concat, Samples, StepStats, CHUNK};
+use crate::flow::model::{build_pool, concat, evaluate_with, Samples, StepStats, CHUNK};
+use crate::flow::CustomAction;
 use crate::lattice::Lattice;
 use crate::rng::{Rng, Stream};
 use crate::train::{ess, Adam, Schedule, TrainConfig};
@@ -32,6 +34,9 @@ pub struct RealNvpConfig {
     pub train: TrainConfig,
     /// Seed of every random stream of this flow (initialisation included).
     pub seed: u64,
+    /// Conventions of fields crossing the C ABI (applied only there; saved with the flow).
+    #[serde(default)]
+    pub conventions: Conventions,
 }
 
 impl RealNvpConfig {
@@ -45,6 +50,7 @@ impl RealNvpConfig {
             hidden: 8,
             train: Self::reference_training(),
             seed: 0,
+            conventions: Conventions::default(),
         }
     }
 
@@ -59,6 +65,7 @@ impl RealNvpConfig {
             eps: 1e-8,
             schedule: Schedule::Constant,
             warmup_steps: 0,
+            micro_batch: 0,
         }
     }
 
@@ -121,6 +128,7 @@ pub struct RealNvp {
     params: Vec<f64>,
     net: Arc<Network>,
     pool: Arc<rayon::ThreadPool>,
+    custom: Option<Arc<dyn CustomAction>>,
 }
 
 /// Index of the first `Stream::Init` counter of RealNVP's initialisation (layer k uses
@@ -147,12 +155,34 @@ impl RealNvp {
             net: Arc::new(net),
             pool: build_pool(threads)?,
             config,
+            custom: None,
         })
     }
 
     /// A frozen copy (for chains): later training of `self` does not change it.
     pub fn snapshot(&self) -> RealNvp {
         self.clone()
+    }
+
+    /// Whether a host action replaces the built-in one (it is never saved to files).
+    pub fn has_custom_action(&self) -> bool {
+        self.custom.is_some()
+    }
+
+    /// Worker threads of this flow's pool.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Replaces the built-in φ⁴ action by a host-supplied one (None: back to φ⁴); as
+    /// `Flow::set_custom_action`.
+    pub fn set_custom_action(&mut self, action: Option<Arc<dyn CustomAction>>) {
+        self.custom = action;
+    }
+
+    /// S (and, if asked, ∂S/∂φ) of n fields (n × V) under the flow's target action.
+    pub fn evaluate_action(&self, phi: &[f64], action: &mut [f64], force: Option<&mut [f64]>) -> Result<()> {
+        evaluate_with(&self.action, self.custom.as_deref(), self.volume(), phi, action, force)
     }
 
     /// The lattice volume V.

@@ -419,8 +419,12 @@ static void check_struct_sizes(void) {
     f = NULL;
     /* other sizes are rejected */
     eqflow_flow *untouched = (eqflow_flow *)0x1;
-    size_t bad[] = {sizeof fp + 8, offsetof(eqflow_flow_params, couplings_form),
-                    offsetof(eqflow_flow_params, layout) - 8, offsetof(eqflow_flow_params, kappa), sizeof fp - 8};
+    size_t bad[] = {sizeof fp + 8,
+                    offsetof(eqflow_flow_params, couplings_form),
+                    offsetof(eqflow_flow_params, layout) - 8,
+                    offsetof(eqflow_flow_params, kappa),
+                    offsetof(eqflow_flow_params, warmup_steps),
+                    offsetof(eqflow_flow_params, flow_type) - 8};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         base_params(&fp, L);
         fp.struct_size = bad[i];
@@ -428,8 +432,19 @@ static void check_struct_sizes(void) {
         CHECK(strstr(eqflow_last_error_message(), "eqflow_flow_params") != NULL);
     }
     CHECK(untouched == (eqflow_flow *)0x1);
-    printf("struct_size %zu (version 1) accepted, %zu rejected: %s\n", offsetof(eqflow_flow_params, layout),
-           sizeof fp - 8, eqflow_last_error_message());
+    /* version 2 (up to lambda_tilde): flow_type and warmup_steps are not read */
+    base_params(&fp, L);
+    fp.struct_size = offsetof(eqflow_flow_params, flow_type);
+    fp.flow_type = 55;
+    fp.warmup_steps = -3;
+    OK(eqflow_flow_new(ctx, &fp, &f));
+    OK(eqflow_flow_sample(f, N, p1, N * V, l1, N, NULL, 0));
+    CHECK(memcmp(p1, p2, sizeof p1) == 0 && l1[0] == l2[0] && l1[1] == l2[1]);
+    eqflow_flow_free(f);
+    f = NULL;
+    printf("struct_size %zu (version 1) and %zu (version 2) accepted, %zu rejected: %s\n",
+           offsetof(eqflow_flow_params, layout), offsetof(eqflow_flow_params, flow_type),
+           offsetof(eqflow_flow_params, warmup_steps), eqflow_last_error_message());
     /* invalid values of the appended fields */
     base_params(&fp, L);
     fp.layout = 3;

@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
     EXPECT(eqflow_flow_new(NULL, &fp, &flow), EQFLOW_STATUS_NULL_POINTER, "eqflow_flow_new", "'ctx'");
     EXPECT(eqflow_flow_new(ctx, NULL, &flow), EQFLOW_STATUS_NULL_POINTER, "eqflow_flow_new", "'p'");
     EXPECT(eqflow_flow_new(ctx, &fp, NULL), EQFLOW_STATUS_NULL_POINTER, "eqflow_flow_new", "'out'");
-    fp.struct_size = sizeof fp - 8;
+    fp.struct_size = sizeof fp - 4;
     EXPECT(eqflow_flow_new(ctx, &fp, &flow), EQFLOW_STATUS_BAD_STRUCT_SIZE, "eqflow_flow_new", "eqflow_flow_params");
     small_params(&fp);
     fp.lattice_size = 1;

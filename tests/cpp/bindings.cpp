@@ -155,6 +155,19 @@ int main(int argc, char **argv) {
         long before = calls;
         auto fh = hc.step(30), fb = bc.step(30);
         CHECK(fh == fb && calls > before); // still the first function, held by the chain
+
+        // RealNVP behind the same classes: trains, samples, chains
+        auto rp = eqflow::flow_params();
+        rp.flow_type = EQFLOW_FLOW_REALNVP;
+        rp.lattice_size = L;
+        rp.batch_size = 8;
+        rp.learning_rate = 1e-3;
+        eqflow::Flow rn(ctx, rp);
+        CHECK(rn.train(3).steps_done == 3);
+        eqflow::Chain rc(rn, 2);
+        CHECK(rc.run(50).proposed == 50);
+        rp.ode_steps = 9;
+        CHECK(status_of([&] { eqflow::Flow bad(ctx, rp); }) == EQFLOW_STATUS_INVALID_ARGUMENT);
         std::printf("bindings.cpp: float samples, reweight (chi2 %.4f +- %.4f), run/observables (<|M|> %.4f), "
                     "flips %llu/%llu, save/load, host action (%ld calls)\n",
                     r.chi2, r.chi2_err, o1.abs_m, (unsigned long long)st.flips_accepted,

@@ -4,9 +4,9 @@
 
 use crate::{err, Res};
 use clap::Args;
-use eqflow::io;
 use eqflow::mcmc::metropolis::Chain;
 use eqflow::observables::ChainSummary;
+use eqflow::AnyFlow;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::json;
@@ -299,8 +299,8 @@ pub fn report(a: ReportArgs) -> Res<serde_json::Value> {
     if a.n < 100 {
         return Err(format!("--n {}: need at least 100 steps for the plots", a.n));
     }
-    let mut flow = io::load(&a.flow, a.threads).map_err(err)?;
-    let l = flow.lattice.size();
+    let mut flow = AnyFlow::load(&a.flow, a.threads).map_err(err)?;
+    let l = flow.lattice_size();
     let hmc: Option<ChainSummary> = match &a.hmc {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read '{}': {e}", p.display()))?;

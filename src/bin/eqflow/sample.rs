@@ -10,7 +10,7 @@ use eqflow::mcmc::hmc::{Hmc, HmcParams};
 use eqflow::mcmc::metropolis::Chain;
 use eqflow::observables::{summarize, Measurements};
 use eqflow::reweight::{reweight_samples, Reweighted};
-use eqflow::{io, Lattice};
+use eqflow::{AnyFlow, Lattice};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -129,9 +129,9 @@ pub fn sample(a: SampleArgs) -> Res<serde_json::Value> {
     if a.n < 10 {
         return Err(format!("--n {}: need at least 10 steps for error estimates", a.n));
     }
-    let mut flow = io::load(&a.flow, a.threads).map_err(err)?;
-    let l = flow.lattice.size();
-    let c = flow.action.couplings;
+    let mut flow = AnyFlow::load(&a.flow, a.threads).map_err(err)?;
+    let l = flow.lattice_size();
+    let c = flow.couplings();
     let mut writer = a.output.writer(a.n, l)?;
     let start = Instant::now();
     let mut chain = Chain::new(&flow, a.seed);
@@ -242,9 +242,9 @@ pub fn reweight(a: ReweightArgs) -> Res<serde_json::Value> {
     if a.n < 2 {
         return Err(format!("--n {}: need at least 2 samples", a.n));
     }
-    let mut flow = io::load(&a.flow, a.threads).map_err(err)?;
-    let l = flow.lattice.size();
-    let c = flow.action.couplings;
+    let mut flow = AnyFlow::load(&a.flow, a.threads).map_err(err)?;
+    let l = flow.lattice_size();
+    let c = flow.couplings();
     check_same_theory(&a.theory, l, &c, &format!("flow '{}'", a.flow.display()))?;
     let start = Instant::now();
     let samples = flow.sample(a.n).map_err(err)?;

@@ -5,7 +5,9 @@ use crate::{check_same_theory, err, progress, theory, Res, Theory};
 use clap::Args;
 use eqflow::flow::{Architecture, Flow, FlowConfig, Precision};
 use eqflow::io;
-use eqflow::train::Schedule;
+use eqflow::realnvp::{RealNvp, RealNvpConfig};
+use eqflow::train::{Schedule, TrainConfig};
+use eqflow::AnyFlow;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,6 +36,10 @@ pub struct TrainArgs {
     /// Steps for a tenfold decay of the learning rate (default 8000).
     #[arg(long)]
     pub decay_steps: Option<f64>,
+    /// Gradient accumulation: push the batch through in sequential micro-batches of this many
+    /// fields (memory scales with it; default: the whole batch at once)
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
     /// Steps of linear learning-rate warm-up (default 0; 100 with --init-from, whose transferred
     /// flow one full-rate Adam step can wreck)
     #[arg(long)]
@@ -42,7 +48,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Architecture preset: seed or refined (or the ablations translation-only, non-odd,
-    /// translation-only-non-odd).
+    /// translation-only-non-odd), or realnvp (the RealNVP baseline: its reference training,
+    /// batch 64 and lr 1e-3, unless --batch/--lr are given).
     #[arg(long, default_value = "seed")]
     pub arch: String,
     /// Compute precision of training: f32 (default, faster) or f64. Proposals, log q and S
@@ -76,28 +83,46 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-fn fresh_flow(a: &TrainArgs) -> Res<Flow> {
+fn fresh_flow(a: &TrainArgs) -> Res<AnyFlow> {
     let (l, c) = theory(&a.theory)?;
+    if let Some(d) = a.decay_steps {
+        if !(d.is_finite() && d > 0.0) {
+            return Err(format!("--decay-steps {d}: must be positive"));
+        }
+    }
+    let set_train = |t: &mut TrainConfig| {
+        if let Some(b) = a.batch {
+            t.batch_size = b;
+        }
+        if let Some(lr) = a.lr {
+            t.learning_rate = lr;
+        }
+        if let Some(d) = a.decay_steps {
+            t.schedule = Schedule::Exponential { decay_steps: d };
+        }
+        t.micro_batch = a.micro_batch.unwrap_or(0);
+        t.warmup_steps = a.warmup_steps.unwrap_or(if a.init_from.is_some() { 100 } else { 0 });
+    };
+    if a.arch == "realnvp" {
+        if a.init_from.is_some() {
+            return Err("--init-from: transfer to a larger lattice is for the continuous flow, not RealNVP".into());
+        }
+        if a.micro_batch.is_some() {
+            return Err("--micro-batch: gradient accumulation is for the continuous flow, not RealNVP".into());
+        }
+        let mut cfg = RealNvpConfig::new(l, c.m2, c.lambda);
+        set_train(&mut cfg.train);
+        cfg.seed = a.seed;
+        return Ok(RealNvp::new(cfg, a.threads).map_err(err)?.into());
+    }
     let mut cfg = FlowConfig::new(l, c.m2, c.lambda);
-    cfg.arch = Architecture::preset(&a.arch).map_err(err)?;
+    cfg.arch = Architecture::preset(&a.arch).map_err(|e| format!("{} (or realnvp)", e.message))?;
     cfg.precision = match a.precision.as_str() {
         "f64" => Precision::F64,
         "f32" => Precision::F32,
         p => return Err(format!("unknown precision '{p}' (f64 or f32)")),
     };
-    if let Some(b) = a.batch {
-        cfg.train.batch_size = b;
-    }
-    if let Some(lr) = a.lr {
-        cfg.train.learning_rate = lr;
-    }
-    if let Some(d) = a.decay_steps {
-        if !(d.is_finite() && d > 0.0) {
-            return Err(format!("--decay-steps {d}: must be positive"));
-        }
-        cfg.train.schedule = Schedule::Exponential { decay_steps: d };
-    }
-    cfg.train.warmup_steps = a.warmup_steps.unwrap_or(if a.init_from.is_some() { 100 } else { 0 });
+    set_train(&mut cfg.train);
     cfg.seed = a.seed;
     let mut flow = Flow::new(cfg, a.threads).map_err(err)?;
     if let Some(p) = &a.init_from {
@@ -105,13 +130,17 @@ fn fresh_flow(a: &TrainArgs) -> Res<Flow> {
         flow.transfer_from(&small).map_err(|e| format!("--init-from '{}': {}", p.display(), e.message))?;
         eprintln!("initialised from {} (L = {})", p.display(), small.lattice.size());
     }
-    Ok(flow)
+    Ok(flow.into())
 }
 
-fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<Flow> {
-    let mut f = io::load(path, a.threads).map_err(err)?;
+fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
+    let mut f = AnyFlow::load(path, a.threads).map_err(err)?;
     f.set_threads(a.threads).map_err(err)?;
-    check_same_theory(&a.theory, f.lattice.size(), &f.action.couplings, &format!("checkpoint '{}'", path.display()))?;
+    // the micro-batch may change on another machine: it changes the gradient only by rounding
+    if let Some(m) = a.micro_batch {
+        f.train_config_mut().micro_batch = m;
+    }
+    check_same_theory(&a.theory, f.lattice_size(), &f.couplings(), &format!("checkpoint '{}'", path.display()))?;
     for (flag, given) in [
         ("--batch", a.batch.is_some()),
         ("--lr", a.lr.is_some()),
@@ -161,22 +190,22 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
         .unwrap_or(0.0);
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
     eprintln!(
-        "training L = {}, m2 = {}, lambda = {} ({} parameters, batch {}, {:?} compute, {} threads)",
-        flow.lattice.size(),
-        flow.action.couplings.m2,
-        flow.action.couplings.lambda,
-        flow.layout.total,
-        flow.config.train.batch_size,
-        flow.config.precision,
+        "training L = {}, m2 = {}, lambda = {} ({}, {} parameters, batch {}, {} threads)",
+        flow.lattice_size(),
+        flow.couplings().m2,
+        flow.couplings().lambda,
+        flow.describe(),
+        flow.n_params(),
+        flow.train_config().batch_size,
         flow.threads()
     );
     let start = Instant::now();
     let mut last_ckpt = Instant::now();
     let mut last_print = Instant::now();
-    let first_step = flow.steps_done;
+    let first_step = flow.steps_done();
     let (pb, by_steps) = if target != u64::MAX {
         let pb = progress(target, "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}");
-        pb.set_position(flow.steps_done);
+        pb.set_position(flow.steps_done());
         (pb, true)
     } else {
         (progress((budget * 10.0) as u64, "{bar:30} [{elapsed_precise}<{eta_precise}] {msg}"), false)
@@ -184,7 +213,7 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
     let mut running_ess = f64::NAN;
     let mut last = None;
     let mut interrupted = false;
-    while flow.steps_done < target && start.elapsed().as_secs_f64() < budget {
+    while flow.steps_done() < target && start.elapsed().as_secs_f64() < budget {
         if INTERRUPTED.load(Ordering::SeqCst) {
             interrupted = true;
             break;
@@ -193,7 +222,7 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
             Ok(s) => s,
             Err(e) => {
                 pb.abandon();
-                io::save(&flow, &a.out).map_err(err)?;
+                flow.save(&a.out).map_err(err)?;
                 return Err(format!("{} (last good flow saved to {})", e.message, a.out.display()));
             }
         };
@@ -214,37 +243,38 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
             last_print = Instant::now();
         }
         if last_ckpt.elapsed().as_secs_f64() > a.checkpoint_minutes * 60.0 {
-            io::save(&flow, &a.out).map_err(err)?;
+            flow.save(&a.out).map_err(err)?;
             last_ckpt = Instant::now();
         }
         last = Some(s);
     }
     pb.finish_and_clear();
-    io::save(&flow, &a.out).map_err(err)?;
+    flow.save(&a.out).map_err(err)?;
     let secs = start.elapsed().as_secs_f64();
     if interrupted {
         eprintln!(
             "interrupted after {} steps: checkpoint saved to {} (continue with --resume {})",
-            flow.steps_done,
+            flow.steps_done(),
             a.out.display(),
             a.out.display()
         );
-        return Ok(json!({"flow": a.out, "log": log_path, "steps_done": flow.steps_done, "seconds": secs,
+        return Ok(json!({"flow": a.out, "log": log_path, "steps_done": flow.steps_done(), "seconds": secs,
             "interrupted": true}));
     }
     let ess = flow.ess(a.ess_samples.max(1)).map_err(err)?;
     eprintln!(
         "saved {} after {} steps ({} in {:.1} s); ESS on {} fresh samples: {:.4}",
         a.out.display(),
-        flow.steps_done,
-        flow.steps_done - first_step,
+        flow.steps_done(),
+        flow.steps_done() - first_step,
         secs,
         a.ess_samples.max(1),
         ess
     );
     Ok(json!({
-        "flow": a.out, "log": log_path, "steps_done": flow.steps_done, "seconds": secs,
+        "flow": a.out, "log": log_path, "steps_done": flow.steps_done(), "seconds": secs,
         "total_seconds": earlier + secs, "loss": last.map(|s| s.loss), "ess": ess, "interrupted": false,
-        "lattice": flow.lattice.size(), "m2": flow.action.couplings.m2, "lambda": flow.action.couplings.lambda,
+        "lattice": flow.lattice_size(), "m2": flow.couplings().m2, "lambda": flow.couplings().lambda,
+        "kind": format!("{:?}", flow.kind()),
     }))
 }
