@@ -17,9 +17,10 @@ dir=${2:-target/gpu-check}
 case "$mode" in
 build)
   mkdir -p "$dir"
-  exe_of() { grep -o '"executable":"[^"]*"' | sed 's/"executable":"//; s/"$//' | grep -v '^$' | tail -1; }
-  tests=$(cargo test --release --lib --no-run --message-format=json 2>/dev/null | exe_of)
-  bench=$(cargo bench --bench cuda_sampling --no-run --message-format=json 2>/dev/null | exe_of)
+  # the executable of the artifact whose target is named $1 (cargo's JSON: one message a line)
+  exe_of() { grep "\"target\":{[^}]*\"name\":\"$1\"" | grep -o '"executable":"[^"]*"' | sed 's/"executable":"//; s/"$//' | tail -1; }
+  tests=$(cargo test --release --lib --no-run --message-format=json 2>/dev/null | exe_of eqflow)
+  bench=$(cargo bench --bench cuda_sampling --no-run --message-format=json 2>/dev/null | exe_of cuda_sampling)
   [ -x "$tests" ] && [ -x "$bench" ] || { echo "build failed (tests: '$tests', bench: '$bench')" >&2; exit 1; }
   cp "$tests" "$dir/eqflow-lib-tests"
   cp "$bench" "$dir/cuda-sampling-bench"
