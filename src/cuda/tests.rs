@@ -213,6 +213,28 @@ fn kernel_sequence_on_twins_reproduces_the_cpu_flow() {
     }
 }
 
+/// The configurations of `gpu_sampler_matches_cpu_flow`.
+fn sampler_cases() -> Vec<(&'static str, Architecture, usize)> {
+    let mut refined = small(Architecture::refined(), 10);
+    refined.n_frequencies = 9;
+    vec![("seed", small(Architecture::seed(), 18), 6), ("refined", refined, 5)]
+}
+
+#[test]
+fn sampler_tolerances_hold_between_cpu_summation_orders() {
+    // the twins convolve densely, the CPU flow by FFT (L = 6) or orbits (L = 5): the GPU
+    // test's tolerances must hold between two such orders of summation
+    for (name, arch, l) in sampler_cases() {
+        for precision in [Precision::F64, Precision::F32] {
+            let mut flow = random_flow(l, arch.clone(), precision, 3);
+            let want = flow.sample_at(Stream::Sample, 40, 33).unwrap();
+            let got = sample_on_twins(&flow, Stream::Sample, 40, 33, 8).unwrap();
+            let t = if precision == Precision::F64 { 1e-12 } else { 1e-4 };
+            assert_samples(&format!("{name} {precision:?}"), &got, &want, t);
+        }
+    }
+}
+
 #[test]
 fn metropolis_twin_is_the_chains_accept_reject() {
     // a target close to the prior (a light free field on 2 × 2 sites), so that the chain
@@ -429,9 +451,7 @@ fn gpu_metropolis_matches_cpu() {
 #[test]
 fn gpu_sampler_matches_cpu_flow() {
     let Some(d) = gpu() else { return };
-    let mut refined = small(Architecture::refined(), 10);
-    refined.n_frequencies = 9;
-    for (name, arch, l) in [("seed", small(Architecture::seed(), 18), 6), ("refined", refined, 5)] {
+    for (name, arch, l) in sampler_cases() {
         for precision in [Precision::F64, Precision::F32] {
             let mut flow = random_flow(l, arch.clone(), precision, 3);
             let mut cuda = CudaFlow::new(&flow, d.clone()).unwrap();
