@@ -141,11 +141,7 @@ pub(crate) fn action<R: Elem>(
     n: usize,
     l: usize,
 ) -> Result<()> {
-    need("phi", phi, n * l * l)?;
-    need("out", out, n)?;
-    let a =
-        ActionArgs { phi: ptr(dev, phi), out: ptr_mut(dev, out), m2, lambda, n: u32_of("n", n)?, l: u32_of("l", l)? };
-    launch(dev, 3, Some(R::SUFFIX), u32_of("n", n.max(1))?, REDUCE_BLOCK, a)
+    action_kernel(dev, phi, out, m2, lambda, n, l, false)
 }
 
 /// ∂S/∂φ (n × l², f64) of n fields of side l.
@@ -159,11 +155,30 @@ pub(crate) fn force<R: Elem>(
     n: usize,
     l: usize,
 ) -> Result<()> {
+    action_kernel(dev, phi, out, m2, lambda, n, l, true)
+}
+
+/// The action (one block per field, reduced) or its force (one thread per site): the same
+/// argument struct, kernels 3 and 4.
+#[allow(clippy::too_many_arguments)]
+fn action_kernel<R: Elem>(
+    dev: &Device,
+    phi: &CudaSlice<R>,
+    out: &mut CudaSlice<f64>,
+    m2: f64,
+    lambda: f64,
+    n: usize,
+    l: usize,
+    force: bool,
+) -> Result<()> {
     need("phi", phi, n * l * l)?;
-    need("out", out, n * l * l)?;
+    need("out", out, if force { n * l * l } else { n })?;
     let a =
         ActionArgs { phi: ptr(dev, phi), out: ptr_mut(dev, out), m2, lambda, n: u32_of("n", n)?, l: u32_of("l", l)? };
-    launch(dev, 4, Some(R::SUFFIX), blocks(n * l * l)?, BLOCK, a)
+    match force {
+        false => launch(dev, 3, Some(R::SUFFIX), u32_of("n", n.max(1))?, REDUCE_BLOCK, a),
+        true => launch(dev, 4, Some(R::SUFFIX), blocks(n * l * l)?, BLOCK, a),
+    }
 }
 
 /// Sizes of the feature kernels.
