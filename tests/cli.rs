@@ -304,4 +304,6 @@ fn realnvp_through_the_same_commands() {
     let mut bad = args(&d.join("c.safetensors"), "1");
     bad.extend(["--micro-batch".into(), "4".into()]);
     assert_one_line_error(&run_s(bad), "RealNVP");
+    let o = run(&["train", "--resume", o, "--steps", "7", "--micro-batch", "4", "--out", o]);
+    assert_one_line_error(&o, "RealNVP");
 }

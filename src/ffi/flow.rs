@@ -123,8 +123,8 @@ pub struct eqflow_flow_params {
     /// `EQFLOW_FLOW_CONTINUOUS` (default: the equivariant continuous flow) or
     /// `EQFLOW_FLOW_REALNVP` (the RealNVP baseline of Albergo et al.: 16 checkerboard affine
     /// couplings, 3×3 CNNs 1 → 8 → 8 → 2, Adam β = (0.9, 0.999), constant rate). For RealNVP
-    /// the continuous flow's architecture fields must be 0 (`architecture` and `precision` are
-    /// ignored); lattice, couplings, conventions, batch size, learning rate, warm-up and seed
+    /// the continuous flow's architecture fields must be 0 (`architecture` and `precision` must
+    /// hold valid values but are not used); lattice, couplings, conventions, batch size, learning rate, warm-up and seed
     /// apply to both. Saved with the flow: `eqflow_flow_load` restores either type.
     pub flow_type: i32,
     /// Steps of linear learning-rate warm-up at the start of training (default 0). Use ~100

@@ -138,6 +138,9 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
     f.set_threads(a.threads).map_err(err)?;
     // the micro-batch may change on another machine: it changes the gradient only by rounding
     if let Some(m) = a.micro_batch {
+        if f.kind() == eqflow::FlowKind::RealNvp {
+            return Err("--micro-batch: gradient accumulation is for the continuous flow, not RealNVP".into());
+        }
         f.train_config_mut().micro_batch = m;
     }
     check_same_theory(&a.theory, f.lattice_size(), &f.couplings(), &format!("checkpoint '{}'", path.display()))?;
