@@ -20,7 +20,9 @@
 
 pub mod args;
 pub mod device;
-mod launch;
+#[cfg(test)]
+mod emulate;
+pub(crate) mod launch;
 pub mod sampler;
 pub mod twin;
 
@@ -31,7 +33,7 @@ pub use device::{available, Device};
 pub use sampler::CudaFlow;
 
 /// The element types of the kernels' bulk data (f32 and f64 entry points).
-pub trait Elem: crate::real::Real + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Unpin {
+pub trait Elem: crate::real::Real + launch::Pod {
     /// The suffix of the kernels' entry points for this type: "f32" or "f64".
     const SUFFIX: &'static str;
 }

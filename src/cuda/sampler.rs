@@ -7,16 +7,15 @@
 //! the device runs the kernels, [`CpuTwins`] runs their CPU twins. The CPU tests run the
 //! sequence on the twins against `Flow::push_forward`; the GPU tests run it on the device.
 
-use super::device::{guard, Device};
-use super::launch;
+use super::device::Device;
 pub use super::launch::FeatureDims;
+use super::launch::{self, Launcher};
 use super::{twin, Elem};
-use crate::error::{Error, Result, Status};
+use crate::error::{Error, Result};
 use crate::flow::config::FeatureKind;
 use crate::flow::model::{Flow, Precision, Samples};
 use crate::flow::vector_field::{mixing, SlotWeights};
 use crate::rng::Stream;
-use cudarc::driver::CudaSlice;
 use std::sync::Arc;
 
 /// What the sampler's kernel sequence needs, on the device or on the CPU twins.
@@ -67,34 +66,23 @@ pub trait Exec<R: Elem> {
     fn action(&self, phi: &Self::R, out: &mut Self::D, m2: f64, lambda: f64, n: usize, l: usize) -> Result<()>;
 }
 
-impl<R: Elem> Exec<R> for Device {
-    type R = CudaSlice<R>;
-    type D = CudaSlice<f64>;
+impl<R: Elem, L: Launcher> Exec<R> for L {
+    type R = L::Buf<R>;
+    type D = L::Buf<f64>;
     fn zeros(&self, n: usize) -> Result<Self::R> {
-        guard("CUDA alloc", Status::Device, || {
-            self.stream.alloc_zeros(n.max(1)).map_err(|e| oom(n * std::mem::size_of::<R>(), e))
-        })
+        self.alloc_zeros(n)
     }
     fn zeros_d(&self, n: usize) -> Result<Self::D> {
-        guard("CUDA alloc", Status::Device, || self.stream.alloc_zeros(n.max(1)).map_err(|e| oom(n * 8, e)))
+        self.alloc_zeros(n)
     }
     fn upload(&self, x: &[R]) -> Result<Self::R> {
-        guard("CUDA upload", Status::Device, || {
-            if x.is_empty() {
-                return self.stream.alloc_zeros(1).map_err(|e| oom(8, e));
-            }
-            self.stream.clone_htod(x).map_err(|e| super::device::driver_error("cuMemcpyHtoD", e))
-        })
+        Launcher::upload(self, x)
     }
     fn download(&self, b: &Self::R) -> Result<Vec<R>> {
-        guard("CUDA download", Status::Device, || {
-            self.stream.clone_dtoh(b).map_err(|e| super::device::driver_error("cuMemcpyDtoH", e))
-        })
+        Launcher::download(self, b)
     }
     fn download_d(&self, b: &Self::D) -> Result<Vec<f64>> {
-        guard("CUDA download", Status::Device, || {
-            self.stream.clone_dtoh(b).map_err(|e| super::device::driver_error("cuMemcpyDtoH", e))
-        })
+        Launcher::download(self, b)
     }
     fn prior_normal(&self, z: &mut Self::R, seed: u64, stream: Stream, first: u64, n: usize, v: usize) -> Result<()> {
         launch::prior_normal(self, z, seed, stream as u32, first, n, v)
@@ -140,10 +128,6 @@ impl<R: Elem> Exec<R> for Device {
     fn action(&self, phi: &Self::R, out: &mut Self::D, m2: f64, lambda: f64, n: usize, l: usize) -> Result<()> {
         launch::action(self, phi, out, m2, lambda, n, l)
     }
-}
-
-fn oom(bytes: usize, e: cudarc::driver::DriverError) -> Error {
-    Error::new(Status::OutOfMemory, format!("CUDA: allocating {bytes} bytes failed: {e:?}"))
 }
 
 /// The executor of the CPU twins (host vectors; the oracle of the kernel sequence).
@@ -492,8 +476,8 @@ pub fn sample_on_twins(flow: &Flow, stream: Stream, first: u64, n: usize, chunk:
 /// `action` (host, m each), step i using uniform(0) of (seed, Metropolis, first + i) as
 /// `Chain::run` does; `cur` = (log q, S) of the chain's state, if it has one. Returns the
 /// state after each step (proposal index, −1 = `cur`, −2 = none yet) and the accept flags.
-pub fn metropolis(
-    device: &Device,
+pub fn metropolis<L: Launcher>(
+    device: &L,
     seed: u64,
     first: u64,
     log_q: &[f64],
@@ -505,22 +489,10 @@ pub fn metropolis(
     if m == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
-    let up = |x: &[f64]| {
-        guard("CUDA upload", Status::Device, || {
-            device.stream.clone_htod(x).map_err(|e| super::device::driver_error("cuMemcpyHtoD", e))
-        })
-    };
-    let zeros_i =
-        || guard("CUDA alloc", Status::Device, || device.stream.alloc_zeros::<i32>(m).map_err(|e| oom(4 * m, e)));
-    let (lq, s) = (up(log_q)?, up(action)?);
-    let mut u = <Device as Exec<f64>>::zeros_d(device, m)?;
+    let (lq, s) = (device.upload(log_q)?, device.upload(action)?);
+    let mut u = device.alloc_zeros::<f64>(m)?;
     launch::uniform(device, &mut u, seed, Stream::Metropolis as u32, first, 0, m)?;
-    let (mut state, mut accepted) = (zeros_i()?, zeros_i()?);
+    let (mut state, mut accepted) = (device.alloc_zeros::<i32>(m)?, device.alloc_zeros::<i32>(m)?);
     launch::metropolis(device, &lq, &s, &u, &mut state, &mut accepted, cur, m)?;
-    let down = |b: &CudaSlice<i32>| {
-        guard("CUDA download", Status::Device, || {
-            device.stream.clone_dtoh(b).map_err(|e| super::device::driver_error("cuMemcpyDtoH", e))
-        })
-    };
-    Ok((down(&state)?, down(&accepted)?))
+    Ok((device.download(&state)?, device.download(&accepted)?))
 }

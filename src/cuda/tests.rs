@@ -6,14 +6,14 @@
 //! the GPU tests print "skipped: no CUDA driver" (or "no CUDA device") and pass.
 
 use super::device::{self, Device, SOURCES};
-use super::launch::{self, FeatureDims, ENTRIES};
+use super::emulate::{emulator, Emulator};
+use super::launch::{self, FeatureDims, Launcher, Pod, ENTRIES};
 use super::sampler::{self, sample_on_twins, CudaFlow};
 use super::{args, twin, Elem};
 use crate::error::Status;
 use crate::flow::config::{Architecture, FeatureKind};
 use crate::flow::model::{Flow, FlowConfig, Precision, Samples};
 use crate::rng::{Rng, Stream};
-use cudarc::driver::CudaSlice;
 use std::sync::Arc;
 
 fn noise(n: usize, seed: u64, scale: f64) -> Vec<f64> {
@@ -278,174 +278,221 @@ fn gpu() -> Option<Arc<Device>> {
     }
 }
 
-fn up<T: cudarc::driver::DeviceRepr>(d: &Device, x: &[T]) -> CudaSlice<T> {
-    d.stream.clone_htod(x).unwrap()
+fn up<L: Launcher, T: Pod>(d: &L, x: &[T]) -> L::Buf<T> {
+    d.upload(x).unwrap()
 }
 
-fn down<T: cudarc::driver::DeviceRepr + Default + Clone>(d: &Device, x: &CudaSlice<T>) -> Vec<T> {
-    d.stream.clone_dtoh(x).unwrap()
+fn down<L: Launcher, T: Pod>(d: &L, x: &L::Buf<T>) -> Vec<T> {
+    d.download(x).unwrap()
 }
 
 /// An output buffer of n NaNs.
-fn poisoned<R: Elem>(d: &Device, n: usize) -> CudaSlice<R> {
+fn poisoned<L: Launcher, R: Elem>(d: &L, n: usize) -> L::Buf<R> {
     up(d, &vec![R::nan(); n])
+}
+
+/// The kernel-against-twin checks, written once for the device and the host emulation.
+mod checks {
+    use super::*;
+
+    pub fn rng<L: Launcher>(d: &L) {
+        for (seed, stream, index) in
+            [(0u64, Stream::Sample, 0u64), (u64::MAX, Stream::Train, 1 << 40), (12345, Stream::Hmc, 77)]
+        {
+            let mut out = up(d, &vec![0xdead_beefu32; 4 * 37]);
+            launch::philox_words(d, &mut out, seed, stream as u32, index, 37).unwrap();
+            assert_eq!(down(d, &out), twin::philox_words(seed, stream, index, 37));
+            let mut u = poisoned::<L, f64>(d, 50);
+            launch::uniform(d, &mut u, seed, stream as u32, index, 3, 50).unwrap();
+            assert_eq!(down(d, &u), twin::uniform(seed, stream, index, 3, 50));
+        }
+        fn normals<L: Launcher, R: Elem>(d: &L) {
+            for (n, v) in [(3, 25), (4, 36), (1, 1)] {
+                let mut z = poisoned::<L, R>(d, n * v);
+                launch::prior_normal(d, &mut z, 99, Stream::Sample as u32, 5, n, v).unwrap();
+                let want = twin::prior_normal::<R>(99, Stream::Sample, 5, n, v);
+                // the Philox words are exact; log, sqrt and sincos may differ in the last ulp
+                assert_close(&format!("normals {}", R::SUFFIX), &to64(&down(d, &z)), &to64(&want), tol::<R>());
+            }
+        }
+        normals::<L, f32>(d);
+        normals::<L, f64>(d);
+    }
+
+    pub fn action<L: Launcher>(d: &L) {
+        fn run<L: Launcher, R: Elem>(d: &L) {
+            // l = 17 with 5 fields: more sites than threads per block, and a partial last block
+            for l in [2, 3, 8, 17] {
+                let n = 5;
+                let phi: Vec<R> = noise(n * l * l, l as u64, 1.0).iter().map(|&x| R::of(x)).collect();
+                let p = up(d, &phi);
+                let mut s = poisoned::<L, f64>(d, n);
+                launch::action(d, &p, &mut s, -4.0, 6.975, n, l).unwrap();
+                assert_close("action", &down(d, &s), &twin::action(&phi, -4.0, 6.975, l), 1e-12);
+                let mut f = poisoned::<L, f64>(d, n * l * l);
+                launch::force(d, &p, &mut f, -4.0, 6.975, n, l).unwrap();
+                assert_close("force", &down(d, &f), &twin::force(&phi, -4.0, 6.975, l), 1e-12);
+            }
+        }
+        run::<L, f32>(d);
+        run::<L, f64>(d);
+    }
+
+    pub fn field<L: Launcher>(d: &L) {
+        fn run<L: Launcher, R: Elem>(d: &L) {
+            let r = |n: usize, seed: u64, s: f64| -> Vec<R> { noise(n, seed, s).iter().map(|&x| R::of(x)).collect() };
+            for (l, n, n_omega, kind, linear) in [
+                (3, 2, 4, FeatureKind::Odd, false),
+                (6, 3, 7, FeatureKind::NonOdd, true),
+                (8, 2, 5, FeatureKind::Odd, true),
+            ] {
+                let v = l * l;
+                let n_h = if kind == FeatureKind::Odd { n_omega } else { 2 * n_omega + 1 } + linear as usize;
+                let (u, omega) = (r(n * v, 1, 1.0), r(n_omega, 2, 1.0));
+                let (th, tp) = twin::features(&u, &omega, kind, linear, v);
+                let (du, dom) = (up(d, &u), up(d, &omega));
+                let (mut h, mut hp) = (poisoned::<L, R>(d, n * n_h * v), poisoned::<L, R>(d, n * n_h * v));
+                let dims = FeatureDims { n, v, n_omega, n_h, kind: (kind == FeatureKind::NonOdd) as u32, linear };
+                launch::features(d, &du, &dom, &mut h, &mut hp, dims).unwrap();
+                assert_close("features h", &to64(&down(d, &h)), &to64(&th), tol::<R>());
+                assert_close("features h'", &to64(&down(d, &hp)), &to64(&tp), tol::<R>());
+
+                let n_c = 3;
+                let f = r(n_c * n_h, 3, 0.3);
+                let mut g = poisoned::<L, R>(d, n * n_c * v);
+                launch::mix(d, &up(d, &f), &h, &mut g, n, v, n_h, n_c).unwrap();
+                let tg = twin::mix(&f, &th, n_c, n_h, v);
+                assert_close("mix", &to64(&down(d, &g)), &to64(&tg), tol::<R>());
+
+                let w = r(n_c * v, 4, 0.2);
+                let mut out = poisoned::<L, R>(d, n * v);
+                launch::conv_direct(d, &up(d, &w), &g, &mut out, n, l, n_c).unwrap();
+                let want = twin::conv(&w, &tg, l, n_c);
+                assert_close("conv", &to64(&down(d, &out)), &to64(&want), tol::<R>());
+                // and against the direct sum of the CPU code, in f64
+                let mut direct = vec![0.0; n * v];
+                crate::flow::conv::direct::forward(l, n_c, &to64(&w), &to64(&tg), &mut direct);
+                assert_close("conv (direct sum)", &to64(&down(d, &out)), &direct, tol::<R>());
+
+                let beta = r(n_h, 5, 0.5);
+                let mut div = poisoned::<L, f64>(d, n);
+                launch::divergence(d, &hp, &up(d, &beta), &mut div, n, v, n_h).unwrap();
+                assert_close("divergence", &down(d, &div), &twin::divergence(&tp, &beta, v), tol::<R>());
+
+                let mut lr = poisoned::<L, f64>(d, n);
+                launch::log_prior(d, &du, &mut lr, n, v).unwrap();
+                assert_close("log prior", &down(d, &lr), &twin::log_prior(&u, v), 1e-12);
+            }
+        }
+        run::<L, f32>(d);
+        run::<L, f64>(d);
+    }
+
+    pub fn rk4<L: Launcher>(d: &L) {
+        fn run<L: Launcher, R: Elem>(d: &L) {
+            let r = |n: usize, seed: u64| -> Vec<R> { noise(n, seed, 1.0).iter().map(|&x| R::of(x)).collect() };
+            let (n, v) = (3, 25);
+            let (phi, k) = (r(n * v, 1), r(n * v, 2));
+            let c = R::of(0.5 / 54.0);
+            let mut u = poisoned::<L, R>(d, n * v);
+            launch::rk4_point(d, &up(d, &phi), &up(d, &k), &mut u, c.f64(), n * v).unwrap();
+            assert_close("rk4 point", &to64(&down(d, &u)), &to64(&twin::rk4_point(&phi, &k, c)), tol::<R>());
+            let ks: Vec<Vec<R>> = (0..4).map(|i| r(n * v, 10 + i)).collect();
+            let ds: Vec<Vec<f64>> = (0..4).map(|i| noise(n, 20 + i, 1.0)).collect();
+            let nd0 = noise(n, 30, 1.0);
+            let mut cur = up(d, &phi);
+            let kd: Vec<L::Buf<R>> = ks.iter().map(|x| up(d, x)).collect();
+            let dd: Vec<L::Buf<f64>> = ds.iter().map(|x| up(d, x)).collect();
+            let mut nd = up(d, &nd0);
+            launch::rk4_combine(
+                d,
+                &mut cur,
+                [&kd[0], &kd[1], &kd[2], &kd[3]],
+                [&dd[0], &dd[1], &dd[2], &dd[3]],
+                &mut nd,
+                1.0 / 54.0,
+                n,
+                v,
+            )
+            .unwrap();
+            let (mut tc, mut tn) = (phi.clone(), nd0.clone());
+            twin::rk4_combine(
+                &mut tc,
+                [&ks[0], &ks[1], &ks[2], &ks[3]],
+                [&ds[0], &ds[1], &ds[2], &ds[3]],
+                &mut tn,
+                1.0 / 54.0,
+            );
+            assert_close("rk4 combine", &to64(&down(d, &cur)), &to64(&tc), tol::<R>());
+            assert_close("rk4 log-density", &down(d, &nd), &tn, 1e-12);
+        }
+        run::<L, f32>(d);
+        run::<L, f64>(d);
+    }
+
+    pub fn metropolis<L: Launcher>(d: &L) {
+        let m = 500;
+        let log_q = noise(m, 1, 3.0);
+        let mut action = noise(m, 2, 3.0);
+        action[17] = f64::NAN;
+        action[18] = f64::INFINITY;
+        for cur in [None, Some((0.5, -1.0))] {
+            let got = sampler::metropolis(d, 9, 1000, &log_q, &action, cur).unwrap();
+            let u = twin::uniform(9, Stream::Metropolis, 1000, 0, m);
+            assert_eq!(got, twin::metropolis(&log_q, &action, &u, cur));
+        }
+    }
+
+    /// The sampler's kernel sequence (Pipeline, in chunks) against the CPU flow.
+    pub fn pipeline<L: Launcher>(d: &L) {
+        fn run<L: Launcher, R: Elem>(d: &L, flow: &Flow, want: &Samples, t: f64, what: &str) {
+            let mut p = sampler::Pipeline::<R, L>::new(flow, d).unwrap();
+            p.set_chunk_fields(8); // 33 fields: four chunks of 8 and one of 1
+            let got = p.sample(d, flow.config.seed, Stream::Sample, 40, 33).unwrap();
+            assert_samples(what, &got, want, t);
+        }
+        for (name, arch, l) in sampler_cases() {
+            for precision in [Precision::F64, Precision::F32] {
+                let mut flow = random_flow(l, arch.clone(), precision, 3);
+                let want = flow.sample_at(Stream::Sample, 40, 33).unwrap();
+                let what = format!("{name} {precision:?}");
+                match precision {
+                    Precision::F64 => run::<L, f64>(d, &flow, &want, 1e-12, &what),
+                    Precision::F32 => run::<L, f32>(d, &flow, &want, 1e-4, &what),
+                }
+            }
+        }
+    }
 }
 
 #[test]
 fn gpu_rng_is_bit_exact() {
     let Some(d) = gpu() else { return };
-    for (seed, stream, index) in
-        [(0u64, Stream::Sample, 0u64), (u64::MAX, Stream::Train, 1 << 40), (12345, Stream::Hmc, 77)]
-    {
-        let mut out = up(&d, &vec![0xdead_beefu32; 4 * 37]);
-        launch::philox_words(&d, &mut out, seed, stream as u32, index, 37).unwrap();
-        assert_eq!(down(&d, &out), twin::philox_words(seed, stream, index, 37));
-        let mut u = poisoned::<f64>(&d, 50);
-        launch::uniform(&d, &mut u, seed, stream as u32, index, 3, 50).unwrap();
-        assert_eq!(down(&d, &u), twin::uniform(seed, stream, index, 3, 50));
-    }
-    fn normals<R: Elem>(d: &Device) {
-        for (n, v) in [(3, 25), (4, 36), (1, 1)] {
-            let mut z = poisoned::<R>(d, n * v);
-            launch::prior_normal(d, &mut z, 99, Stream::Sample as u32, 5, n, v).unwrap();
-            let want = twin::prior_normal::<R>(99, Stream::Sample, 5, n, v);
-            // the Philox words are exact; log, sqrt and sincos may differ in the last ulp
-            assert_close(&format!("normals {}", R::SUFFIX), &to64(&down(d, &z)), &to64(&want), tol::<R>());
-        }
-    }
-    normals::<f32>(&d);
-    normals::<f64>(&d);
+    checks::rng(&*d);
 }
 
 #[test]
 fn gpu_action_and_force_match_cpu() {
     let Some(d) = gpu() else { return };
-    fn run<R: Elem>(d: &Device) {
-        for l in [2, 3, 8, 17] {
-            let n = 5;
-            let phi: Vec<R> = noise(n * l * l, l as u64, 1.0).iter().map(|&x| R::of(x)).collect();
-            let p = up(d, &phi);
-            let mut s = poisoned::<f64>(d, n);
-            launch::action(d, &p, &mut s, -4.0, 6.975, n, l).unwrap();
-            assert_close("action", &down(d, &s), &twin::action(&phi, -4.0, 6.975, l), 1e-12);
-            let mut f = poisoned::<f64>(d, n * l * l);
-            launch::force(d, &p, &mut f, -4.0, 6.975, n, l).unwrap();
-            assert_close("force", &down(d, &f), &twin::force(&phi, -4.0, 6.975, l), 1e-12);
-        }
-    }
-    run::<f32>(&d);
-    run::<f64>(&d);
+    checks::action(&*d);
 }
 
 #[test]
 fn gpu_features_mix_conv_divergence_match_cpu() {
     let Some(d) = gpu() else { return };
-    fn run<R: Elem>(d: &Device) {
-        let r = |n: usize, seed: u64, s: f64| -> Vec<R> { noise(n, seed, s).iter().map(|&x| R::of(x)).collect() };
-        for (l, n, n_omega, kind, linear) in [
-            (3, 2, 4, FeatureKind::Odd, false),
-            (6, 3, 7, FeatureKind::NonOdd, true),
-            (8, 2, 5, FeatureKind::Odd, true),
-        ] {
-            let v = l * l;
-            let n_h = if kind == FeatureKind::Odd { n_omega } else { 2 * n_omega + 1 } + linear as usize;
-            let (u, omega) = (r(n * v, 1, 1.0), r(n_omega, 2, 1.0));
-            let (th, tp) = twin::features(&u, &omega, kind, linear, v);
-            let (du, dom) = (up(d, &u), up(d, &omega));
-            let (mut h, mut hp) = (poisoned::<R>(d, n * n_h * v), poisoned::<R>(d, n * n_h * v));
-            let dims = FeatureDims { n, v, n_omega, n_h, kind: (kind == FeatureKind::NonOdd) as u32, linear };
-            launch::features(d, &du, &dom, &mut h, &mut hp, dims).unwrap();
-            assert_close("features h", &to64(&down(d, &h)), &to64(&th), tol::<R>());
-            assert_close("features h'", &to64(&down(d, &hp)), &to64(&tp), tol::<R>());
-
-            let n_c = 3;
-            let f = r(n_c * n_h, 3, 0.3);
-            let mut g = poisoned::<R>(d, n * n_c * v);
-            launch::mix(d, &up(d, &f), &h, &mut g, n, v, n_h, n_c).unwrap();
-            let tg = twin::mix(&f, &th, n_c, n_h, v);
-            assert_close("mix", &to64(&down(d, &g)), &to64(&tg), tol::<R>());
-
-            let w = r(n_c * v, 4, 0.2);
-            let mut out = poisoned::<R>(d, n * v);
-            launch::conv_direct(d, &up(d, &w), &g, &mut out, n, l, n_c).unwrap();
-            let want = twin::conv(&w, &tg, l, n_c);
-            assert_close("conv", &to64(&down(d, &out)), &to64(&want), tol::<R>());
-            // and against the direct sum of the CPU code, in f64
-            let mut direct = vec![0.0; n * v];
-            crate::flow::conv::direct::forward(l, n_c, &to64(&w), &to64(&tg), &mut direct);
-            assert_close("conv (direct sum)", &to64(&down(d, &out)), &direct, tol::<R>());
-
-            let beta = r(n_h, 5, 0.5);
-            let mut div = poisoned::<f64>(d, n);
-            launch::divergence(d, &hp, &up(d, &beta), &mut div, n, v, n_h).unwrap();
-            assert_close("divergence", &down(d, &div), &twin::divergence(&tp, &beta, v), tol::<R>());
-
-            let mut lr = poisoned::<f64>(d, n);
-            launch::log_prior(d, &du, &mut lr, n, v).unwrap();
-            assert_close("log prior", &down(d, &lr), &twin::log_prior(&u, v), 1e-12);
-        }
-    }
-    run::<f32>(&d);
-    run::<f64>(&d);
+    checks::field(&*d);
 }
 
 #[test]
 fn gpu_rk4_matches_cpu() {
     let Some(d) = gpu() else { return };
-    fn run<R: Elem>(d: &Device) {
-        let r = |n: usize, seed: u64| -> Vec<R> { noise(n, seed, 1.0).iter().map(|&x| R::of(x)).collect() };
-        let (n, v) = (3, 25);
-        let (phi, k) = (r(n * v, 1), r(n * v, 2));
-        let c = R::of(0.5 / 54.0);
-        let mut u = poisoned::<R>(d, n * v);
-        launch::rk4_point(d, &up(d, &phi), &up(d, &k), &mut u, c.f64(), n * v).unwrap();
-        assert_close("rk4 point", &to64(&down(d, &u)), &to64(&twin::rk4_point(&phi, &k, c)), tol::<R>());
-        let ks: Vec<Vec<R>> = (0..4).map(|i| r(n * v, 10 + i)).collect();
-        let ds: Vec<Vec<f64>> = (0..4).map(|i| noise(n, 20 + i, 1.0)).collect();
-        let nd0 = noise(n, 30, 1.0);
-        let mut cur = up(d, &phi);
-        let kd: Vec<CudaSlice<R>> = ks.iter().map(|x| up(d, x)).collect();
-        let dd: Vec<CudaSlice<f64>> = ds.iter().map(|x| up(d, x)).collect();
-        let mut nd = up(d, &nd0);
-        launch::rk4_combine(
-            d,
-            &mut cur,
-            [&kd[0], &kd[1], &kd[2], &kd[3]],
-            [&dd[0], &dd[1], &dd[2], &dd[3]],
-            &mut nd,
-            1.0 / 54.0,
-            n,
-            v,
-        )
-        .unwrap();
-        let (mut tc, mut tn) = (phi.clone(), nd0.clone());
-        twin::rk4_combine(
-            &mut tc,
-            [&ks[0], &ks[1], &ks[2], &ks[3]],
-            [&ds[0], &ds[1], &ds[2], &ds[3]],
-            &mut tn,
-            1.0 / 54.0,
-        );
-        assert_close("rk4 combine", &to64(&down(d, &cur)), &to64(&tc), tol::<R>());
-        assert_close("rk4 log-density", &down(d, &nd), &tn, 1e-12);
-    }
-    run::<f32>(&d);
-    run::<f64>(&d);
+    checks::rk4(&*d);
 }
 
 #[test]
 fn gpu_metropolis_matches_cpu() {
     let Some(d) = gpu() else { return };
-    let m = 500;
-    let log_q = noise(m, 1, 3.0);
-    let mut action = noise(m, 2, 3.0);
-    action[17] = f64::NAN;
-    action[18] = f64::INFINITY;
-    for cur in [None, Some((0.5, -1.0))] {
-        let got = sampler::metropolis(&d, 9, 1000, &log_q, &action, cur).unwrap();
-        let u = twin::uniform(9, Stream::Metropolis, 1000, 0, m);
-        assert_eq!(got, twin::metropolis(&log_q, &action, &u, cur));
-    }
+    checks::metropolis(&*d);
 }
 
 #[test]
@@ -470,6 +517,51 @@ fn gpu_sampler_matches_cpu_flow() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------- the kernels on the host
+
+#[test]
+fn emulated_kernels_match_their_twins() {
+    let Some(e) = emulator() else { return };
+    checks::rng(e);
+    checks::action(e);
+    checks::field(e);
+    checks::rk4(e);
+    checks::metropolis(e);
+}
+
+#[test]
+fn emulated_kernel_sequence_reproduces_the_cpu_flow() {
+    let Some(e) = emulator() else { return };
+    checks::pipeline(e);
+}
+
+#[test]
+fn emulator_catches_writes_past_the_end_and_bad_launches() {
+    let Some(e) = emulator() else { return };
+    // the launch code sizes the grid from n; a buffer one field too short is refused before launch
+    let phi = up(e, &[0.5f64; 2 * 9]);
+    let mut short = poisoned::<Emulator, f64>(e, 2 * 9 - 1);
+    let err = launch::force(e, &phi, &mut short, -4.0, 1.0, 2, 3).unwrap_err();
+    assert!(err.message.contains("buffer out"), "{}", err.message);
+    // a kernel told that its output is longer than it is writes into the guard, and the
+    // download says so
+    let mut out = poisoned::<Emulator, f64>(e, 9);
+    let a = crate::cuda::args::ActionArgs {
+        phi: e.addr(&phi),
+        out: e.addr_mut(&mut out),
+        m2: -4.0,
+        lambda: 1.0,
+        n: 2,
+        l: 3,
+    };
+    e.launch_kernel("action", "eqflow_force_f64", 1, 256, a).unwrap();
+    let err = e.download(&out).unwrap_err();
+    assert!(err.message.contains("past the end"), "{}", err.message);
+    // launch geometry the device would refuse
+    let err = e.launch_kernel("action", "eqflow_force_f64", 1, 2048, a).unwrap_err();
+    assert!(err.message.contains("geometry"), "{}", err.message);
 }
 
 #[test]
