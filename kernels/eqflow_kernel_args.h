@@ -152,4 +152,126 @@ typedef struct eqflow_metropolis_args {
     int has_state;
 } eqflow_metropolis_args;
 
+/* train.cu: the weights of one time slot from the parameters (SlotWeights::new):
+ * wt[c][r] = (R) sum_a W[orbit_of[r]][a][c] kp[slot][a], summed in f64 in order of a; also
+ * w0[slot][c] = wt[c][0]. */
+typedef struct eqflow_slot_weights_args {
+    unsigned long long w;        /* f64[n_orb * n_tc * n_c]: the parameters W */
+    unsigned long long kp;       /* f64[n_slots * n_tc]: K'(t_s) */
+    unsigned long long orbit_of; /* u32[v] */
+    unsigned long long wt;       /* R[n_c * v]: this slot's */
+    unsigned long long w0;       /* R[n_slots * n_c] */
+    unsigned int slot;
+    unsigned int n_c;
+    unsigned int n_tc;
+    unsigned int v;
+} eqflow_slot_weights_args;
+
+/* train.cu: the divergence weights of one slot: beta[j] = sum_c wt[c][0] f[c][j] (in R, in
+ * order of c), or wt[j][0] without feature mixing (f = 0, n_h = n_c). */
+typedef struct eqflow_slot_beta_args {
+    unsigned long long wt;       /* R[n_c * v] */
+    unsigned long long f;        /* R[n_c * n_h] or 0 */
+    unsigned long long beta;     /* R[n_h] */
+    unsigned int n_c;
+    unsigned int n_h;
+    unsigned int v;
+    unsigned int pad0;
+} eqflow_slot_beta_args;
+
+/* train.cu: the backward pass of the convolution (conv::direct::backward):
+ * a[b][c][y] = sum_x w[c][(x - y) mod L] kbar[b][x]  (input kernel), and
+ * wbar[slot][c][r] += sum_b sum_x kbar[b][x] g[b][c][(x - r) mod L]  (f64, kernel kernel). */
+typedef struct eqflow_conv_backward_args {
+    unsigned long long w;        /* R[n_c * l * l]: W_t of the slot */
+    unsigned long long kbar;     /* R[n * l * l] */
+    unsigned long long g;        /* R[n * n_c * l * l] */
+    unsigned long long a;        /* R[n * n_c * l * l] */
+    unsigned long long wbar;     /* f64[n_slots * n_c * l * l] */
+    unsigned int n;
+    unsigned int l;
+    unsigned int n_c;
+    unsigned int slot;
+} eqflow_conv_backward_args;
+
+/* train.cu: the backward pass of the features (Features::backward) at stage point u:
+ * ubar[b][x] = sum_j hbar[b][j][x] h'[b][j][x] - dbar sum_k beta_k omega_k^2 h_k[b][x] (sine and
+ * cosine rows); and the block reductions beta_bar[slot][j] += dbar sum_{b,x} h'_j (blocks
+ * 0..n_h) and omega_bar[k] += sum_{b,x} [hbar dh/domega + dbar beta dh'/domega] (blocks
+ * n_h..n_h + n_omega). */
+typedef struct eqflow_features_backward_args {
+    unsigned long long u;        /* R[n * v] */
+    unsigned long long omega;    /* R[n_omega] */
+    unsigned long long h;        /* R[n * n_h * v] */
+    unsigned long long hp;       /* R[n * n_h * v] */
+    unsigned long long hbar;     /* R[n * n_h * v] */
+    unsigned long long beta;     /* R[n_h]: the slot's divergence weights */
+    unsigned long long ubar;     /* R[n * v] */
+    unsigned long long beta_bar; /* f64[n_slots * n_h] */
+    unsigned long long omega_bar;/* f64[n_omega] */
+    double dbar;
+    unsigned int n;
+    unsigned int v;
+    unsigned int n_omega;
+    unsigned int n_h;
+    unsigned int kind;
+    unsigned int slot;
+} eqflow_features_backward_args;
+
+/* train.cu: fbar[c][j] += sum_b sum_x a[b][c][x] h[b][j][x] (f64), the mixing's cotangent. */
+typedef struct eqflow_outer_args {
+    unsigned long long a;        /* R[n * n_c * v] */
+    unsigned long long h;        /* R[n * n_h * v] */
+    unsigned long long fbar;     /* f64[n_c * n_h] */
+    unsigned int n;
+    unsigned int v;
+    unsigned int n_c;
+    unsigned int n_h;
+} eqflow_outer_args;
+
+/* train.cu: y = alpha x + beta y over len elements (alpha, beta rounded to R; beta = 0
+ * overwrites y, NaN included); with x64 != 0, x is f64 and y = (R)(alpha x64) + beta y. */
+typedef struct eqflow_axpby_args {
+    unsigned long long x;        /* R[len], or f64[len] with x64 */
+    unsigned long long y;        /* R[len] */
+    double alpha;
+    double beta;
+    unsigned long long len;
+    unsigned int x64;
+    unsigned int pad0;
+} eqflow_axpby_args;
+
+/* train.cu: the parameter gradient from the accumulated cotangents (VectorField::vjp's tail),
+ * summed over slots s:
+ *   w0bar[s][c] = sum_j beta_bar[s][j] f[c][j] (or beta_bar[s][c]),
+ *   wo_bar[s][o][c] = sum_{r in orbit o} wbar[s][c][r] + [o = orbit of 0] w0bar[s][c],
+ *   gw[o][a][c] = sum_s kp[s][a] wo_bar[s][o][c]     (threads 0 .. n_orb n_tc n_c),
+ *   kp_bar[s][a] = sum_{o,c} w[o][a][c] wo_bar[s][o][c] (threads after those, n_slots n_tc),
+ *   gf[c][j] = (sum_s w0[s][c] beta_bar[s][j] + fbar[c][j]) / n_h (threads after those).
+ * wo_bar is computed into scratch by the first phase (blocks of threads 0 .. n_slots n_orb n_c
+ * with phase = 0), the contractions by phase = 1. */
+typedef struct eqflow_param_grad_args {
+    unsigned long long wbar;     /* f64[n_slots * n_c * v] */
+    unsigned long long beta_bar; /* f64[n_slots * n_h] */
+    unsigned long long fbar;     /* f64[n_c * n_h] or 0 */
+    unsigned long long f;        /* R[n_c * n_h] or 0 (the mixing F~) */
+    unsigned long long w0;       /* R[n_slots * n_c]: W_t[c][0] of every slot */
+    unsigned long long orbit_start; /* u32[n_orb + 1] */
+    unsigned long long orbit_sites; /* u32[v] */
+    unsigned long long w;        /* f64[n_orb * n_tc * n_c] */
+    unsigned long long kp;       /* f64[n_slots * n_tc] */
+    unsigned long long wo_bar;   /* f64[n_slots * n_orb * n_c] (scratch) */
+    unsigned long long gw;       /* f64[n_orb * n_tc * n_c] */
+    unsigned long long kp_bar;   /* f64[n_slots * n_tc] */
+    unsigned long long gf;       /* f64[n_c * n_h] or 0 */
+    unsigned int n_slots;
+    unsigned int n_orb;
+    unsigned int n_tc;
+    unsigned int n_c;
+    unsigned int n_h;
+    unsigned int v;
+    unsigned int orbit0;
+    unsigned int phase;
+} eqflow_param_grad_args;
+
 #endif

@@ -50,6 +50,31 @@ kernel_args! {
         log_q: u64, action: u64, u: u64, state: u64, accepted: u64,
         cur_log_q: f64, cur_action: f64, m: u32, has_state: i32
     }
+    /// Slot weights from the parameters (train.cu).
+    SlotWeightsArgs => "eqflow_slot_weights_args" {
+        w: u64, kp: u64, orbit_of: u64, wt: u64, w0: u64, slot: u32, n_c: u32, n_tc: u32, v: u32
+    }
+    /// Divergence weights of the slots (train.cu).
+    SlotBetaArgs => "eqflow_slot_beta_args" { wt: u64, f: u64, beta: u64, n_c: u32, n_h: u32, v: u32, pad0: u32 }
+    /// Backward pass of the convolution (train.cu).
+    ConvBackwardArgs => "eqflow_conv_backward_args" {
+        w: u64, kbar: u64, g: u64, a: u64, wbar: u64, n: u32, l: u32, n_c: u32, slot: u32
+    }
+    /// Backward pass of the features (train.cu).
+    FeaturesBackwardArgs => "eqflow_features_backward_args" {
+        u: u64, omega: u64, h: u64, hp: u64, hbar: u64, beta: u64, ubar: u64, beta_bar: u64, omega_bar: u64,
+        dbar: f64, n: u32, v: u32, n_omega: u32, n_h: u32, kind: u32, slot: u32
+    }
+    /// The mixing's cotangent (train.cu).
+    OuterArgs => "eqflow_outer_args" { a: u64, h: u64, fbar: u64, n: u32, v: u32, n_c: u32, n_h: u32 }
+    /// y = αx + βy (train.cu).
+    AxpbyArgs => "eqflow_axpby_args" { x: u64, y: u64, alpha: f64, beta: f64, len: u64, x64: u32, pad0: u32 }
+    /// The parameter gradient (train.cu).
+    ParamGradArgs => "eqflow_param_grad_args" {
+        wbar: u64, beta_bar: u64, fbar: u64, f: u64, w0: u64, orbit_start: u64, orbit_sites: u64, w: u64,
+        kp: u64, wo_bar: u64, gw: u64, kp_bar: u64, gf: u64,
+        n_slots: u32, n_orb: u32, n_tc: u32, n_c: u32, n_h: u32, v: u32, orbit0: u32, phase: u32
+    }
 }
 
 // SAFETY: plain-data #[repr(C)] structs of integers and floats, passed by value to kernels
@@ -69,5 +94,12 @@ device_repr!(
     LogPriorArgs,
     Rk4PointArgs,
     Rk4CombineArgs,
-    MetropolisArgs
+    MetropolisArgs,
+    SlotWeightsArgs,
+    SlotBetaArgs,
+    ConvBackwardArgs,
+    FeaturesBackwardArgs,
+    OuterArgs,
+    AxpbyArgs,
+    ParamGradArgs
 );

@@ -14,7 +14,7 @@ const BLOCK: u32 = 256;
 const REDUCE_BLOCK: u32 = 256;
 
 /// (file, entry point, typed): the kernels launched here; typed ones have _f32 and _f64 variants.
-pub(crate) const ENTRIES: [(&str, &str, bool); 13] = [
+pub(crate) const ENTRIES: [(&str, &str, bool); 22] = [
     ("rng", "eqflow_philox_words", false),
     ("rng", "eqflow_prior_normal", true),
     ("rng", "eqflow_uniform", false),
@@ -28,6 +28,15 @@ pub(crate) const ENTRIES: [(&str, &str, bool); 13] = [
     ("rk4", "eqflow_rk4_point", true),
     ("rk4", "eqflow_rk4_combine", true),
     ("metropolis", "eqflow_metropolis", false),
+    ("train", "eqflow_slot_weights", true),
+    ("train", "eqflow_slot_beta", true),
+    ("train", "eqflow_conv_backward_input", true),
+    ("train", "eqflow_conv_backward_kernel", true),
+    ("train", "eqflow_features_backward", true),
+    ("train", "eqflow_features_grad", true),
+    ("train", "eqflow_outer", true),
+    ("train", "eqflow_axpby", true),
+    ("train", "eqflow_param_grad", true),
 ];
 
 /// Plain data the kernels read and write (f32, f64, i32, u32).
@@ -475,4 +484,328 @@ pub(crate) fn metropolis<L: Launcher>(
         has_state: cur.is_some() as i32,
     };
     launch(dev, 12, None, 1, 1, a)
+}
+
+/// Sizes of the vector field's parameters and slots, for the training kernels.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldDims {
+    /// Time slots (2 N_t + 1).
+    pub n_slots: usize,
+    /// Convolution channels n_c.
+    pub n_c: usize,
+    /// Feature rows n_h.
+    pub n_h: usize,
+    /// Time channels n_tc.
+    pub n_tc: usize,
+    /// Displacement orbits.
+    pub n_orb: usize,
+    /// Lattice side.
+    pub l: usize,
+}
+
+/// wt (n_c × V) of slot `slot`, and w0[slot] (of n_slots × n_c), from the parameters W
+/// (f64) and K'(t_s) (n_slots × n_tc, f64).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn slot_weights<L: Launcher, R: Elem>(
+    dev: &L,
+    w: &L::Buf<f64>,
+    kp: &L::Buf<f64>,
+    orbit_of: &L::Buf<u32>,
+    wt: &mut L::Buf<R>,
+    w0: &mut L::Buf<R>,
+    slot: usize,
+    d: FieldDims,
+) -> Result<()> {
+    let v = d.l * d.l;
+    need::<L, _>("w", w, d.n_orb * d.n_tc * d.n_c)?;
+    need::<L, _>("kp", kp, d.n_slots * d.n_tc)?;
+    need::<L, _>("orbit_of", orbit_of, v)?;
+    need::<L, _>("wt", wt, d.n_c * v)?;
+    need::<L, _>("w0", w0, d.n_slots * d.n_c)?;
+    if slot >= d.n_slots {
+        return Err(Error::new(Status::Internal, format!("slot_weights: slot {slot} of {}", d.n_slots)));
+    }
+    let a = SlotWeightsArgs {
+        w: ptr(dev, w),
+        kp: ptr(dev, kp),
+        orbit_of: ptr(dev, orbit_of),
+        wt: ptr_mut(dev, wt),
+        w0: ptr_mut(dev, w0),
+        slot: slot as u32,
+        n_c: u32_of("n_c", d.n_c)?,
+        n_tc: u32_of("n_tc", d.n_tc)?,
+        v: u32_of("v", v)?,
+    };
+    launch(dev, 13, Some(R::SUFFIX), blocks(d.n_c * v)?, BLOCK, a)
+}
+
+/// β (n_h) of one slot from its wt and the mixing F̃ (n_c × n_h), if any.
+pub(crate) fn slot_beta<L: Launcher, R: Elem>(
+    dev: &L,
+    wt: &L::Buf<R>,
+    f: Option<&L::Buf<R>>,
+    beta: &mut L::Buf<R>,
+    d: FieldDims,
+) -> Result<()> {
+    let v = d.l * d.l;
+    need::<L, _>("wt", wt, d.n_c * v)?;
+    if let Some(f) = f {
+        need::<L, _>("f", f, d.n_c * d.n_h)?;
+    } else if d.n_h != d.n_c {
+        return Err(Error::new(Status::Internal, "slot_beta: without mixing n_h must equal n_c"));
+    }
+    need::<L, _>("beta", beta, d.n_h)?;
+    let a = SlotBetaArgs {
+        wt: ptr(dev, wt),
+        f: f.map_or(0, |f| ptr(dev, f)),
+        beta: ptr_mut(dev, beta),
+        n_c: u32_of("n_c", d.n_c)?,
+        n_h: u32_of("n_h", d.n_h)?,
+        v: u32_of("v", v)?,
+        pad0: 0,
+    };
+    launch(dev, 14, Some(R::SUFFIX), blocks(d.n_h)?, BLOCK, a)
+}
+
+/// The convolution's backward pass at one slot: a (n × n_c × V) = Wᵀ k̄, and
+/// wbar[slot] (f64, n_slots × n_c × V) += Σ_b k̄ ⋆ g.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_backward<L: Launcher, R: Elem>(
+    dev: &L,
+    w: &L::Buf<R>,
+    kbar: &L::Buf<R>,
+    g: &L::Buf<R>,
+    a_out: &mut L::Buf<R>,
+    wbar: &mut L::Buf<f64>,
+    n: usize,
+    slot: usize,
+    d: FieldDims,
+) -> Result<()> {
+    let (v, n_c) = (d.l * d.l, d.n_c);
+    need::<L, _>("w", w, n_c * v)?;
+    need::<L, _>("kbar", kbar, n * v)?;
+    need::<L, _>("g", g, n * n_c * v)?;
+    need::<L, _>("a", a_out, n * n_c * v)?;
+    need::<L, _>("wbar", wbar, d.n_slots * n_c * v)?;
+    if slot >= d.n_slots {
+        return Err(Error::new(Status::Internal, format!("conv_backward: slot {slot} of {}", d.n_slots)));
+    }
+    let args = ConvBackwardArgs {
+        w: ptr(dev, w),
+        kbar: ptr(dev, kbar),
+        g: ptr(dev, g),
+        a: ptr_mut(dev, a_out),
+        wbar: ptr_mut(dev, wbar),
+        n: u32_of("n", n)?,
+        l: u32_of("l", d.l)?,
+        n_c: u32_of("n_c", n_c)?,
+        slot: slot as u32,
+    };
+    launch(dev, 15, Some(R::SUFFIX), blocks(n * n_c * v)?, BLOCK, args)?;
+    launch(dev, 16, Some(R::SUFFIX), blocks(n_c * v)?, BLOCK, args)
+}
+
+/// Buffers of the features' backward pass at one stage point.
+pub(crate) struct FeaturesBackward<'a, L: Launcher, R: Elem> {
+    /// The stage point (n × V).
+    pub u: &'a L::Buf<R>,
+    /// ω.
+    pub omega: &'a L::Buf<R>,
+    /// h and h' of u (n × n_h × V).
+    pub h: &'a L::Buf<R>,
+    /// h'.
+    pub hp: &'a L::Buf<R>,
+    /// h̄ (n × n_h × V).
+    pub hbar: &'a L::Buf<R>,
+    /// The slot's β (n_h).
+    pub beta: &'a L::Buf<R>,
+}
+
+/// ū (n × V) of the features, and β̄[slot] (f64, n_slots × n_h) += d̄ Σ h', ω̄ (f64) += ….
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn features_backward<L: Launcher, R: Elem>(
+    dev: &L,
+    b: FeaturesBackward<'_, L, R>,
+    ubar: &mut L::Buf<R>,
+    beta_bar: &mut L::Buf<f64>,
+    omega_bar: &mut L::Buf<f64>,
+    dbar: f64,
+    slot: usize,
+    fd: FeatureDims,
+    n_slots: usize,
+) -> Result<()> {
+    let (n, v, n_h, n_w) = (fd.n, fd.v, fd.n_h, fd.n_omega);
+    need::<L, _>("u", b.u, n * v)?;
+    need::<L, _>("omega", b.omega, n_w)?;
+    for (what, x) in [("h", b.h), ("hp", b.hp), ("hbar", b.hbar)] {
+        need::<L, _>(what, x, n * n_h * v)?;
+    }
+    need::<L, _>("beta", b.beta, n_h)?;
+    need::<L, _>("ubar", ubar, n * v)?;
+    need::<L, _>("beta_bar", beta_bar, n_slots * n_h)?;
+    need::<L, _>("omega_bar", omega_bar, n_w)?;
+    if slot >= n_slots {
+        return Err(Error::new(Status::Internal, format!("features_backward: slot {slot} of {n_slots}")));
+    }
+    let a = FeaturesBackwardArgs {
+        u: ptr(dev, b.u),
+        omega: ptr(dev, b.omega),
+        h: ptr(dev, b.h),
+        hp: ptr(dev, b.hp),
+        hbar: ptr(dev, b.hbar),
+        beta: ptr(dev, b.beta),
+        ubar: ptr_mut(dev, ubar),
+        beta_bar: ptr_mut(dev, beta_bar),
+        omega_bar: ptr_mut(dev, omega_bar),
+        dbar,
+        n: u32_of("n", n)?,
+        v: u32_of("v", v)?,
+        n_omega: u32_of("n_omega", n_w)?,
+        n_h: u32_of("n_h", n_h)?,
+        kind: fd.kind,
+        slot: slot as u32,
+    };
+    launch(dev, 17, Some(R::SUFFIX), blocks(n * v)?, BLOCK, a)?;
+    launch(dev, 18, Some(R::SUFFIX), u32_of("blocks", n_h + n_w)?, REDUCE_BLOCK, a)
+}
+
+/// fbar (f64, n_c × n_h) += Σ_b a_b h_bᵀ.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn outer<L: Launcher, R: Elem>(
+    dev: &L,
+    a_in: &L::Buf<R>,
+    h: &L::Buf<R>,
+    fbar: &mut L::Buf<f64>,
+    n: usize,
+    v: usize,
+    n_c: usize,
+    n_h: usize,
+) -> Result<()> {
+    need::<L, _>("a", a_in, n * n_c * v)?;
+    need::<L, _>("h", h, n * n_h * v)?;
+    need::<L, _>("fbar", fbar, n_c * n_h)?;
+    let a = OuterArgs {
+        a: ptr(dev, a_in),
+        h: ptr(dev, h),
+        fbar: ptr_mut(dev, fbar),
+        n: u32_of("n", n)?,
+        v: u32_of("v", v)?,
+        n_c: u32_of("n_c", n_c)?,
+        n_h: u32_of("n_h", n_h)?,
+    };
+    launch(dev, 19, Some(R::SUFFIX), blocks(n_c * n_h)?, BLOCK, a)
+}
+
+/// y = α x + β y over `len` elements (β = 0 overwrites y).
+pub(crate) fn axpby<L: Launcher, R: Elem>(
+    dev: &L,
+    x: &L::Buf<R>,
+    y: &mut L::Buf<R>,
+    alpha: f64,
+    beta: f64,
+    len: usize,
+) -> Result<()> {
+    need::<L, _>("x", x, len)?;
+    need::<L, _>("y", y, len)?;
+    let a = AxpbyArgs { x: ptr(dev, x), y: ptr_mut(dev, y), alpha, beta, len: len as u64, x64: 0, pad0: 0 };
+    launch(dev, 20, Some(R::SUFFIX), blocks(len)?, BLOCK, a)
+}
+
+/// y (R) = (R)(α x) for f64 x (the scaled force as the cotangent of φ(1)).
+pub(crate) fn scale_from_f64<L: Launcher, R: Elem>(
+    dev: &L,
+    x: &L::Buf<f64>,
+    y: &mut L::Buf<R>,
+    alpha: f64,
+    len: usize,
+) -> Result<()> {
+    need::<L, _>("x", x, len)?;
+    need::<L, _>("y", y, len)?;
+    let a = AxpbyArgs { x: ptr(dev, x), y: ptr_mut(dev, y), alpha, beta: 0.0, len: len as u64, x64: 1, pad0: 0 };
+    launch(dev, 20, Some(R::SUFFIX), blocks(len)?, BLOCK, a)
+}
+
+/// F̄ (f64) and F̃ (R) of a mixed architecture.
+pub(crate) type Mixing<'a, L, R> = (&'a <L as Launcher>::Buf<f64>, &'a <L as Launcher>::Buf<R>);
+
+/// The accumulated cotangents of one backward pass, and where the parameter gradient goes.
+pub(crate) struct ParamGrad<'a, L: Launcher, R: Elem> {
+    /// W̄_t of every slot (f64, n_slots × n_c × V).
+    pub wbar: &'a L::Buf<f64>,
+    /// β̄ of every slot (f64, n_slots × n_h).
+    pub beta_bar: &'a L::Buf<f64>,
+    /// F̄ (f64, n_c × n_h) and F̃ (R), when features are mixed.
+    pub mixing: Option<Mixing<'a, L, R>>,
+    /// W_t[c][0] of every slot (R, n_slots × n_c).
+    pub w0: &'a L::Buf<R>,
+    /// Orbit CSR: start (n_orb + 1) and sites (V).
+    pub orbit_start: &'a L::Buf<u32>,
+    /// Sites of each orbit.
+    pub orbit_sites: &'a L::Buf<u32>,
+    /// The orbit of displacement 0.
+    pub orbit0: usize,
+    /// The parameters W (f64).
+    pub w: &'a L::Buf<f64>,
+    /// K'(t_s) (f64, n_slots × n_tc).
+    pub kp: &'a L::Buf<f64>,
+}
+
+/// ∂L/∂W (n_orb × n_tc × n_c), ∂L/∂K' per slot (n_slots × n_tc) and ∂L/∂F (n_c × n_h, if mixed).
+pub(crate) fn param_grad<L: Launcher, R: Elem>(
+    dev: &L,
+    p: ParamGrad<'_, L, R>,
+    wo_bar: &mut L::Buf<f64>,
+    gw: &mut L::Buf<f64>,
+    kp_bar: &mut L::Buf<f64>,
+    gf: Option<&mut L::Buf<f64>>,
+    d: FieldDims,
+) -> Result<()> {
+    let (v, ns, n_c, n_h) = (d.l * d.l, d.n_slots, d.n_c, d.n_h);
+    need::<L, _>("wbar", p.wbar, ns * n_c * v)?;
+    need::<L, _>("beta_bar", p.beta_bar, ns * n_h)?;
+    need::<L, _>("w0", p.w0, ns * n_c)?;
+    need::<L, _>("orbit_start", p.orbit_start, d.n_orb + 1)?;
+    need::<L, _>("orbit_sites", p.orbit_sites, v)?;
+    need::<L, _>("w", p.w, d.n_orb * d.n_tc * n_c)?;
+    need::<L, _>("kp", p.kp, ns * d.n_tc)?;
+    need::<L, _>("wo_bar", wo_bar, ns * d.n_orb * n_c)?;
+    need::<L, _>("gw", gw, d.n_orb * d.n_tc * n_c)?;
+    need::<L, _>("kp_bar", kp_bar, ns * d.n_tc)?;
+    let (fbar, f, gf_ptr) = match (p.mixing, gf) {
+        (Some((fbar, f)), Some(gf)) => {
+            need::<L, _>("fbar", fbar, n_c * n_h)?;
+            need::<L, _>("f", f, n_c * n_h)?;
+            need::<L, _>("gf", gf, n_c * n_h)?;
+            (ptr(dev, fbar), ptr(dev, f), ptr_mut(dev, gf))
+        }
+        (None, None) if n_h == n_c => (0, 0, 0),
+        _ => return Err(Error::new(Status::Internal, "param_grad: mixing buffers and gf must come together")),
+    };
+    let mut a = ParamGradArgs {
+        wbar: ptr(dev, p.wbar),
+        beta_bar: ptr(dev, p.beta_bar),
+        fbar,
+        f,
+        w0: ptr(dev, p.w0),
+        orbit_start: ptr(dev, p.orbit_start),
+        orbit_sites: ptr(dev, p.orbit_sites),
+        w: ptr(dev, p.w),
+        kp: ptr(dev, p.kp),
+        wo_bar: ptr_mut(dev, wo_bar),
+        gw: ptr_mut(dev, gw),
+        kp_bar: ptr_mut(dev, kp_bar),
+        gf: gf_ptr,
+        n_slots: u32_of("n_slots", ns)?,
+        n_orb: u32_of("n_orb", d.n_orb)?,
+        n_tc: u32_of("n_tc", d.n_tc)?,
+        n_c: u32_of("n_c", n_c)?,
+        n_h: u32_of("n_h", n_h)?,
+        v: u32_of("v", v)?,
+        orbit0: u32_of("orbit0", p.orbit0)?,
+        phase: 0,
+    };
+    launch(dev, 21, Some(R::SUFFIX), blocks(ns * d.n_orb * n_c)?, BLOCK, a)?;
+    a.phase = 1;
+    let total = d.n_orb * d.n_tc * n_c + ns * d.n_tc + if f != 0 { n_c * n_h } else { 0 };
+    launch(dev, 21, Some(R::SUFFIX), blocks(total)?, BLOCK, a)
 }

@@ -24,6 +24,7 @@ pub mod device;
 mod emulate;
 pub(crate) mod launch;
 pub mod sampler;
+pub mod train;
 pub mod twin;
 
 #[cfg(test)]
@@ -31,6 +32,7 @@ mod tests;
 
 pub use device::{available, Device};
 pub use sampler::CudaFlow;
+pub use train::CudaTrainer;
 
 /// The element types of the kernels' bulk data (f32 and f64 entry points).
 pub trait Elem: crate::real::Real + launch::Pod {

@@ -9,7 +9,7 @@ use super::device::{self, Device, SOURCES};
 use super::emulate::{emulator, Emulator};
 use super::launch::{self, FeatureDims, Launcher, Pod, ENTRIES};
 use super::sampler::{self, sample_on_twins, CudaFlow};
-use super::{args, twin, Elem};
+use super::{args, train, twin, Elem};
 use crate::error::Status;
 use crate::flow::config::{Architecture, FeatureKind};
 use crate::flow::model::{Flow, FlowConfig, Precision, Samples};
@@ -618,4 +618,89 @@ fn comparison_rejects_nan() {
 #[should_panic(expected = "relative error")]
 fn comparison_rejects_a_relative_error_at_the_tolerance() {
     assert_close("off", &[1.0, 2.0 + 2e-5], &[1.0, 2.0], 1e-5);
+}
+
+// ---------------------------------------------------------------- training
+
+/// Architectures of the training tests: small, every feature path (mixing, non-odd, linear).
+fn training_cases() -> Vec<(&'static str, Architecture, usize)> {
+    let mut refined = small(Architecture::refined(), 3);
+    refined.n_frequencies = 4;
+    refined.feature_mixing = Some(3);
+    refined.time_mixing = Some(4);
+    refined.time_kernel_size = 5;
+    let mut non_odd = small(Architecture::seed(), 2);
+    non_odd.features = FeatureKind::NonOdd;
+    non_odd.n_frequencies = 3;
+    non_odd.linear_feature = true;
+    non_odd.time_kernel_size = 3;
+    let mut seed = small(Architecture::seed(), 4);
+    seed.n_frequencies = 5;
+    seed.time_kernel_size = 5;
+    vec![("seed", seed, 4), ("refined", refined, 3), ("non-odd", non_odd, 5)]
+}
+
+/// The training kernels' loss and gradient against `Flow::loss_and_grad_of` (the CPU's
+/// back-propagation, itself checked against finite differences in tests/).
+fn check_training<L: Launcher>(d: &L) {
+    fn run<L: Launcher, R: Elem>(d: &L, flow: &mut Flow, z: &[f64], what: &str, t: (f64, f64)) {
+        let (loss, s, grad) = flow.loss_and_grad_of(z).unwrap();
+        let tr = train::Trainer::<R, L>::new(flow, d).unwrap();
+        let (gl, gs, gg) = tr.loss_and_grad_host(d, z).unwrap();
+        assert_close(&format!("{what}: loss"), &[gl], &[loss], t.0);
+        assert_close(&format!("{what}: log q"), &gs.log_q, &s.log_q, t.0);
+        assert_close(&format!("{what}: S"), &gs.action, &s.action, t.0);
+        // every parameter group on its own scale: none can hide behind a larger one
+        for (name, r) in flow.layout.groups() {
+            assert_close(&format!("{what}: gradient {name}"), &gg[r.clone()], &grad[r], t.1);
+        }
+        assert!(grad.iter().any(|&g| g.abs() > 1e-6), "{what}: a zero gradient tests nothing");
+    }
+    for (name, arch, l) in training_cases() {
+        for precision in [Precision::F64, Precision::F32] {
+            let mut flow = random_flow(l, arch.clone(), precision, 5);
+            flow.config.precision = precision;
+            let z = noise(7 * l * l, 17, 1.0);
+            let what = format!("{name} {precision:?}");
+            match precision {
+                Precision::F64 => run::<L, f64>(d, &mut flow, &z, &what, (1e-12, 1e-10)),
+                Precision::F32 => run::<L, f32>(d, &mut flow, &z, &what, (1e-5, 1e-3)),
+            }
+        }
+    }
+}
+
+#[test]
+fn emulated_training_gradient_matches_the_cpu() {
+    let Some(e) = emulator() else { return };
+    check_training(e);
+}
+
+#[test]
+fn gpu_training_gradient_matches_the_cpu() {
+    let Some(d) = gpu() else { return };
+    check_training(&*d);
+}
+
+#[test]
+fn emulated_training_steps_follow_the_cpu_steps() {
+    let Some(e) = emulator() else { return };
+    let (name, arch, l) = training_cases().remove(1);
+    for micro in [0usize, 3] {
+        let mut cpu = random_flow(l, arch.clone(), Precision::F64, 9);
+        cpu.config.precision = Precision::F64;
+        cpu.config.train.batch_size = 8;
+        cpu.config.train.micro_batch = micro;
+        let mut dev = cpu.snapshot();
+        let mut tr = train::Trainer::<f64, Emulator>::new(&dev, e).unwrap();
+        for _ in 0..2 {
+            let a = cpu.train_step().unwrap();
+            let b = train::step_with(e, &mut tr, &mut dev).unwrap();
+            assert_close(&format!("{name} {micro:?}: loss"), &[b.loss], &[a.loss], 1e-12);
+            assert_close(&format!("{name} {micro:?}: ESS"), &[b.ess], &[a.ess], 1e-10);
+        }
+        assert_eq!(dev.steps_done, 2);
+        assert_close(&format!("{name} {micro:?}: parameters"), dev.params(), cpu.params(), 1e-10);
+        assert!(cpu.params().iter().zip(random_flow(l, arch.clone(), Precision::F64, 9).params()).any(|(a, b)| a != b));
+    }
 }

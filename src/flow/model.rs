@@ -396,6 +396,14 @@ impl Flow {
             samples.log_q.extend(s.log_q);
             samples.action.extend(s.action);
         }
+        self.apply_gradient(loss, &samples, &grad)
+    }
+
+    /// The update of a training step from its batch loss, the batch's log q and S, and the
+    /// gradient: a non-finite loss or gradient is an error that leaves the flow as it was;
+    /// otherwise one Adam step. Shared by the CPU step and the CUDA trainer.
+    pub fn apply_gradient(&mut self, loss: f64, samples: &Samples, grad: &[f64]) -> Result<StepStats> {
+        crate::error::check_len("apply_gradient: gradient", grad.len(), self.layout.total)?;
         let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
         if !loss.is_finite() || !grad_norm.is_finite() {
             return Err(Error::new(
@@ -409,7 +417,7 @@ impl Flow {
         }
         let cfg = self.config.train.clone();
         let lr = cfg.rate(self.steps_done);
-        self.adam.update(&cfg, lr, &mut self.params, &grad);
+        self.adam.update(&cfg, lr, &mut self.params, grad);
         self.prepared = [None, None];
         self.steps_done += 1;
         Ok(StepStats { step: self.steps_done, loss, ess: ess(&samples.log_weights()), lr, grad_norm })

@@ -102,6 +102,23 @@ pub struct SlotWeights<R: Real> {
     pub beta: Vec<R>,
 }
 
+/// The time t of slot s (t = s / 2N_t), its raw time kernel K(t) (d_t) and the effective
+/// time weights K'(t) (n_tc): T K / d_t when time is mixed, K otherwise.
+pub fn time_weights(arch: &Architecture, layout: &Layout, params: &[f64], s: usize) -> (f64, Vec<f64>, Vec<f64>) {
+    let (n_tc, d_t) = (layout.n_tc, layout.d_t);
+    let t = s as f64 / (2 * arch.ode_steps) as f64;
+    let mut k = vec![0.0; d_t];
+    time_kernel::eval(arch.time_kernel, t, &mut k);
+    let kp: Vec<f64> = match (&layout.t, arch.time_mixing) {
+        (Some(tr), Some(_)) => {
+            let tm = &params[tr.clone()];
+            (0..n_tc).map(|a| (0..d_t).map(|j| tm[a * d_t + j] * k[j]).sum::<f64>() / d_t as f64).collect()
+        }
+        _ => k.clone(),
+    };
+    (t, k, kp)
+}
+
 impl<R: Real> SlotWeights<R> {
     /// The weights of slot `s` for `params`; `fmix` is [`mixing`] of the same parameters.
     pub fn new(
@@ -113,18 +130,9 @@ impl<R: Real> SlotWeights<R> {
         s: usize,
     ) -> Self {
         let v = lattice.volume();
-        let (n_c, n_h, n_tc, d_t, n_orb) = (layout.n_c, layout.n_h, layout.n_tc, layout.d_t, layout.n_orb);
+        let (n_c, n_h, n_tc, n_orb) = (layout.n_c, layout.n_h, layout.n_tc, layout.n_orb);
         let w = &params[layout.w.clone()];
-        let t = s as f64 / (2 * arch.ode_steps) as f64;
-        let mut k = vec![0.0; d_t];
-        time_kernel::eval(arch.time_kernel, t, &mut k);
-        let kp: Vec<f64> = match (&layout.t, arch.time_mixing) {
-            (Some(tr), Some(_)) => {
-                let tm = &params[tr.clone()];
-                (0..n_tc).map(|a| (0..d_t).map(|j| tm[a * d_t + j] * k[j]).sum::<f64>() / d_t as f64).collect()
-            }
-            _ => k.clone(),
-        };
+        let (t, k, kp) = time_weights(arch, layout, params, s);
         // W_o[o][c] = Σ_a W[o][a][c] K'_a, then spread over displacements
         let mut wo = vec![0.0; n_orb * n_c];
         for o in 0..n_orb {
