@@ -1,10 +1,12 @@
 //! CUDA sampler vs CPU flow: seconds to draw n samples with log q and S, and the largest
 //! differences of the two (the GPU result against the CPU oracle), for a few lattice sizes
-//! in f64 and f32. Without a CUDA driver or device it says so and exits 0.
+//! in f64 and f32; then the same for the loss and gradient of a training batch and a whole
+//! training step. Without a CUDA driver or device it says so and exits 0.
 //!
-//! cargo bench --bench cuda_sampling -- [--sizes 6,8,12] [--n 256] [--threads 0]
+//! cargo bench --bench cuda_sampling -- [--sizes 6,8,12] [--n 256] [--train-sizes 6,12]
+//!     [--batch 100] [--threads 0]
 
-use eqflow::cuda::{CudaFlow, Device};
+use eqflow::cuda::{CudaFlow, CudaTrainer, Device};
 use eqflow::flow::{Architecture, Flow, FlowConfig, Precision};
 use eqflow::rng::Stream;
 use std::time::Instant;
@@ -31,25 +33,86 @@ fn main() {
         }
     };
     println!("device 0: {} (compute {:?})", device.name().unwrap_or_default(), device.compute_capability().ok());
+    sampling(&device, &sizes, n, threads);
+    let train_sizes: Vec<usize> =
+        arg(&args, "--train-sizes", "6,12").split(',').map(|s| s.parse().expect("--train-sizes")).collect();
+    let batch: usize = arg(&args, "--batch", "100").parse().expect("--batch");
+    training(&device, &train_sizes, batch, threads);
+}
+
+/// A seed-architecture flow at side l with random W (W = 0 is the identity map).
+fn random_flow(l: usize, precision: Precision, threads: usize) -> Flow {
+    let mut c = FlowConfig::new(l, -4.0, 6.0);
+    c.arch = Architecture::seed();
+    c.sample_precision = precision;
+    c.precision = precision;
+    c.seed = 1;
+    let mut flow = Flow::new(c, threads).expect("flow");
+    let mut p = flow.params().to_vec();
+    let w = flow.layout.w.clone();
+    let mut r = vec![0.0; w.len()];
+    eqflow::rng::Rng::new(5, Stream::Init, 1).fill_normal(&mut r);
+    let scale = 0.3 / ((flow.layout.n_c * flow.volume()) as f64).sqrt();
+    for (i, x) in w.zip(&r) {
+        p[i] = x * scale;
+    }
+    flow.set_params(&p).expect("params");
+    flow
+}
+
+fn training(device: &std::sync::Arc<Device>, sizes: &[usize], batch: usize, threads: usize) {
+    println!();
+    println!(
+        "| L | precision | batch | CPU s (loss+grad) | GPU s (loss+grad) | CPU/GPU | rel. err grad | GPU s / step |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for &l in sizes {
+        for precision in [Precision::F64, Precision::F32] {
+            let mut flow = random_flow(l, precision, threads);
+            flow.config.train.batch_size = batch;
+            let v = l * l;
+            let mut z = vec![0.0; batch * v];
+            for (i, zi) in z.chunks_mut(v).enumerate() {
+                eqflow::rng::Rng::new(1, Stream::Train, i as u64).fill_normal(zi);
+            }
+            let t0 = Instant::now();
+            let (_, _, cpu) = flow.loss_and_grad_of(&z).expect("CPU gradient");
+            let t_cpu = t0.elapsed().as_secs_f64();
+            let mut tr = match CudaTrainer::new(&flow, device.clone()) {
+                Ok(t) => t,
+                Err(e) => {
+                    println!("| {l} | {precision:?} | {batch} | {t_cpu:.3} | error: {e} | | | |");
+                    continue;
+                }
+            };
+            let _ = tr.loss_and_grad_of(&z[..v]);
+            let t0 = Instant::now();
+            let gpu = tr.loss_and_grad_of(&z);
+            let t_gpu = t0.elapsed().as_secs_f64();
+            let t0 = Instant::now();
+            let steps = 3;
+            let stepped = (0..steps).try_for_each(|_| tr.train_step(&mut flow).map(|_| ()));
+            let t_step = t0.elapsed().as_secs_f64() / steps as f64;
+            match (gpu, stepped) {
+                (Ok((_, _, g)), Ok(())) => println!(
+                    "| {l} | {precision:?} | {batch} | {t_cpu:.3} | {t_gpu:.3} | {:.1} | {:.1e} | {t_step:.3} |",
+                    t_cpu / t_gpu,
+                    max_rel(&g, &cpu)
+                ),
+                (Err(e), _) | (_, Err(e)) => {
+                    println!("| {l} | {precision:?} | {batch} | {t_cpu:.3} | error: {e} | | | |")
+                }
+            }
+        }
+    }
+}
+
+fn sampling(device: &std::sync::Arc<Device>, sizes: &[usize], n: usize, threads: usize) {
     println!("| L | precision | n | CPU s | GPU s | CPU/GPU | rel. err phi | rel. err log q |");
     println!("|---|---|---|---|---|---|---|---|");
-    for &l in &sizes {
+    for &l in sizes {
         for precision in [Precision::F64, Precision::F32] {
-            let mut c = FlowConfig::new(l, -4.0, 6.0);
-            c.arch = Architecture::seed();
-            c.sample_precision = precision;
-            c.seed = 1;
-            let mut flow = Flow::new(c, threads).expect("flow");
-            // random weights: W = 0 is the identity map
-            let mut p = flow.params().to_vec();
-            let w = flow.layout.w.clone();
-            let mut r = vec![0.0; w.len()];
-            eqflow::rng::Rng::new(5, Stream::Init, 1).fill_normal(&mut r);
-            let scale = 0.3 / ((flow.layout.n_c * flow.volume()) as f64).sqrt();
-            for (i, x) in w.zip(&r) {
-                p[i] = x * scale;
-            }
-            flow.set_params(&p).expect("params");
+            let mut flow = random_flow(l, precision, threads);
             let t0 = Instant::now();
             let cpu = flow.sample_at(Stream::Sample, 0, n).expect("CPU samples");
             let t_cpu = t0.elapsed().as_secs_f64();

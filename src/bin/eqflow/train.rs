@@ -59,7 +59,7 @@ pub struct TrainArgs {
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Compute backend: cpu (training on the CUDA backend is not implemented yet).
+    /// Compute backend: cpu, or cuda (the forward and backward passes of each step on GPU 0; Adam and checkpoints on the host).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
     /// Start from a flow trained on a smaller lattice (same architecture): its kernel seeds the
@@ -158,15 +158,11 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
 }
 
 pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
-    match a.backend.as_str() {
-        "cpu" => {}
-        "cuda" => {
-            return Err("--backend cuda: the CUDA backend does not train yet (its sampling kernels exist, see \
-                        kernels/README.md); use --backend cpu"
-                .into())
-        }
+    let cuda = match a.backend.as_str() {
+        "cpu" => false,
+        "cuda" => true,
         b => return Err(format!("unknown backend '{b}' (cpu or cuda)")),
-    }
+    };
     if let Some(m) = a.minutes {
         if !(m.is_finite() && m > 0.0) {
             return Err(format!("--minutes {m}: must be positive"));
@@ -175,6 +171,15 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
     let mut flow = match &a.resume {
         Some(p) => resumed_flow(&a, p)?,
         None => fresh_flow(&a)?,
+    };
+    // the device trainer: the flow stays the master copy (parameters, Adam, checkpoints)
+    let mut device_trainer = match cuda {
+        false => None,
+        true => {
+            let f = flow.as_continuous_mut().ok_or("--backend cuda trains continuous flows only (not RealNVP)")?;
+            let dev = eqflow::cuda::Device::new(0).map_err(|e| format!("--backend cuda: {}", e.message))?;
+            Some(eqflow::cuda::CudaTrainer::new(f, dev).map_err(|e| format!("--backend cuda: {}", e.message))?)
+        }
     };
     let target = a.steps.unwrap_or(if a.minutes.is_some() { u64::MAX } else { 1000 });
     let budget = a.minutes.map(|m| m * 60.0).unwrap_or(f64::INFINITY);
@@ -221,7 +226,11 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
             interrupted = true;
             break;
         }
-        let s = match flow.train_step() {
+        let step = match (&mut device_trainer, flow.as_continuous_mut()) {
+            (Some(t), Some(f)) => t.train_step(f),
+            _ => flow.train_step(),
+        };
+        let s = match step {
             Ok(s) => s,
             Err(e) => {
                 pb.abandon();
