@@ -7,16 +7,22 @@
 //! - [`device`]: the driver-presence guard, the device's primary context and one stream,
 //!   the module cache (PTX first, NVRTC compilation of the embedded source as fallback).
 //! - [`args`]: `#[repr(C)]` mirrors of `kernels/eqflow_kernel_args.h`.
-//! - `launch`: every untyped kernel launch, behind typed functions.
+//! - `launch`: every untyped kernel launch, behind typed functions written once over a
+//!   `Launcher` (the device, or the host emulation in the tests).
 //! - [`twin`]: the CPU twin of every kernel, built from the CPU code it reproduces; the
 //!   oracle of the GPU tests.
 //! - [`sampler`]: [`CudaFlow`], push-forward of prior draws on the device (sampling
 //!   direction: proposals, log q, S), with its kernel sequence written once over an
 //!   executor that runs either the kernels or their twins.
+//! - [`train`]: [`CudaTrainer`], the loss and exact gradient of training batches on the
+//!   device (Adam on the host).
+//! - `emulate` (tests only): the kernels compiled for the host and run through the same
+//!   launch code, so they are tested without a GPU.
 //!
 //! Status: nothing here has run on a GPU yet. What is verified without one: the PTX
-//! assembles for sm_70/80/90, the no-device paths, the struct mirrors, and that the kernel
-//! sequence of the sampler, run on the CPU twins, reproduces `Flow::push_forward`.
+//! assembles for sm_70/80/90, the no-device paths, the struct mirrors, and, on the host
+//! emulation of the kernels, every kernel against its twin, the sampler against
+//! `Flow::push_forward` and the training gradient and steps against the CPU's.
 
 pub mod args;
 pub mod device;
