@@ -122,6 +122,36 @@ fn gradient_accumulation_matches_the_whole_batch() {
 }
 
 #[test]
+fn coarse_integration_early_then_the_architectures() {
+    // A: coarse N_t = 3 for the first 2 steps of an N_t = 9 flow; B: the same flow at N_t = 3
+    // for 2 steps, then at 9. Same steps, bit for bit, and A keeps its architecture.
+    let mut cfg = FlowConfig::new(3, -1.0, 1.0);
+    cfg.arch.n_frequencies = 3;
+    cfg.arch.time_kernel_size = 4;
+    cfg.arch.ode_steps = 9;
+    cfg.train.batch_size = 6;
+    cfg.seed = 5;
+    let mut b_cfg = cfg.clone();
+    cfg.train.coarse_ode_steps = 3;
+    cfg.train.coarse_steps = 2;
+    let mut a = Flow::new(cfg, 1).unwrap();
+    b_cfg.arch.ode_steps = 3;
+    let mut b = Flow::new(b_cfg, 1).unwrap();
+    for _ in 0..2 {
+        assert_eq!(a.training_ode_steps(), 3);
+        assert_eq!(a.train_step().unwrap().loss, b.train_step().unwrap().loss);
+        assert_eq!(a.config.arch.ode_steps, 9, "the architecture's N_t is kept");
+    }
+    assert_eq!(a.params(), b.params());
+    assert_eq!(a.training_ode_steps(), 9);
+    b.set_ode_steps(9).unwrap();
+    assert_eq!(a.train_step().unwrap().loss, b.train_step().unwrap().loss);
+    assert_eq!(a.params(), b.params());
+    // sampling uses the architecture's N_t throughout
+    assert_eq!(a.sample(4).unwrap().log_q, b.sample(4).unwrap().log_q);
+}
+
+#[test]
 fn bad_input_gives_typed_errors() {
     use eqflow::Status;
     let st = |r: Result<Flow, eqflow::Error>| r.err().map(|e| e.status);

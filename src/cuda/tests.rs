@@ -686,16 +686,19 @@ fn gpu_training_gradient_matches_the_cpu() {
 fn emulated_training_steps_follow_the_cpu_steps() {
     let Some(e) = emulator() else { return };
     let (name, arch, l) = training_cases().remove(1);
-    for micro in [0usize, 3] {
+    // micro-batches, and coarse integration for the first step (N_t 3 → 1 → 3)
+    for (micro, coarse) in [(0usize, 0usize), (3, 1)] {
         let mut cpu = random_flow(l, arch.clone(), Precision::F64, 9);
         cpu.config.precision = Precision::F64;
         cpu.config.train.batch_size = 8;
         cpu.config.train.micro_batch = micro;
+        cpu.config.train.coarse_ode_steps = coarse;
+        cpu.config.train.coarse_steps = 1;
         let mut dev = cpu.snapshot();
         let mut tr = train::Trainer::<f64, Emulator>::new(&dev, e).unwrap();
         for _ in 0..2 {
             let a = cpu.train_step().unwrap();
-            let b = train::step_with(e, &mut tr, &mut dev).unwrap();
+            let b = train::train_step(e, &mut tr, &mut dev).unwrap();
             assert_close(&format!("{name} {micro:?}: loss"), &[b.loss], &[a.loss], 1e-12);
             assert_close(&format!("{name} {micro:?}: ESS"), &[b.ess], &[a.ess], 1e-10);
         }

@@ -377,11 +377,7 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
 /// One training step of `flow` on `dev` with `trainer` (its parameters loaded): the batch in
 /// micro-batches as `Flow::train_step` splits it, then the host's Adam update; reloads the
 /// new parameters.
-pub(crate) fn step_with<R: Elem, L: Launcher>(
-    dev: &L,
-    trainer: &mut Trainer<R, L>,
-    flow: &mut Flow,
-) -> Result<StepStats> {
+fn step_with<R: Elem, L: Launcher>(dev: &L, trainer: &mut Trainer<R, L>, flow: &mut Flow) -> Result<StepStats> {
     let (b, m) = (flow.config.train.batch_size, flow.config.train.micro());
     let first = flow.steps_done << 24;
     let (mut loss, mut samples, mut grad) = (0.0, Samples::default(), vec![0.0; flow.layout.total]);
@@ -401,6 +397,19 @@ pub(crate) fn step_with<R: Elem, L: Launcher>(
     let stats = flow.apply_gradient(loss, &samples, &grad)?;
     trainer.load_params(dev, flow.params())?;
     Ok(stats)
+}
+
+/// One training step of `flow` with `t`, rebuilt first if the step's N_t (coarse
+/// integration early in training) is not the one it was made for.
+pub(crate) fn train_step<R: Elem, L: Launcher>(d: &L, t: &mut Trainer<R, L>, flow: &mut Flow) -> Result<StepStats> {
+    let nt = flow.training_ode_steps();
+    if t.arch.ode_steps != nt {
+        let mut f = flow.snapshot();
+        f.set_ode_steps(nt)?;
+        *t = Trainer::new(&f, d)?;
+    }
+    check_same(t, flow)?;
+    step_with(d, t, flow)
 }
 
 enum AnyTrainer {
@@ -428,11 +437,13 @@ impl CudaTrainer {
 
     /// One training step of `flow` (which must be the flow this trainer was made for, with
     /// the parameters it was last given).
+    /// With coarse integration early in training (`TrainConfig::coarse_ode_steps`), the
+    /// trainer is rebuilt when the step's N_t changes.
     pub fn train_step(&mut self, flow: &mut Flow) -> Result<StepStats> {
         let d = &*self.device;
         match &mut self.trainer {
-            AnyTrainer::F32(t) => check_same(t, flow).and_then(|_| step_with(d, t, flow)),
-            AnyTrainer::F64(t) => check_same(t, flow).and_then(|_| step_with(d, t, flow)),
+            AnyTrainer::F32(t) => train_step(d, t, flow),
+            AnyTrainer::F64(t) => train_step(d, t, flow),
         }
     }
 
@@ -448,7 +459,9 @@ impl CudaTrainer {
 }
 
 fn check_same<R: Elem, L: Launcher>(t: &Trainer<R, L>, flow: &Flow) -> Result<()> {
-    if t.arch != flow.config.arch || t.layout.total != flow.layout.total || t.d.l != flow.lattice.size() {
+    let mut arch = flow.config.arch.clone();
+    arch.ode_steps = t.arch.ode_steps;
+    if t.arch != arch || t.layout.total != flow.layout.total || t.d.l != flow.lattice.size() {
         return Err(Error::new(
             Status::InvalidArgument,
             "CUDA training: the flow is not the one this trainer was made for",

@@ -375,6 +375,25 @@ impl Flow {
     /// One Adam step on a fresh batch. A non-finite loss or gradient returns an error and
     /// leaves the parameters and optimiser state as they were.
     pub fn train_step(&mut self) -> Result<StepStats> {
+        // coarse integration early in training (TrainConfig::coarse_ode_steps)
+        let fine = self.config.arch.ode_steps;
+        let nt = self.training_ode_steps();
+        if nt == fine {
+            return self.train_step_at_nt();
+        }
+        self.set_ode_steps(nt)?;
+        let r = self.train_step_at_nt();
+        self.config.arch.ode_steps = fine;
+        self.prepared = [None, None];
+        r
+    }
+
+    /// The RK4 steps the next training step integrates with.
+    pub fn training_ode_steps(&self) -> usize {
+        self.config.train.ode_steps_at(self.steps_done, self.config.arch.ode_steps)
+    }
+
+    fn train_step_at_nt(&mut self) -> Result<StepStats> {
         crate::memory::check(self.training_bytes(), "train step (batch tapes)")?;
         let (b, m) = (self.config.train.batch_size, self.config.train.micro());
         let first = self.steps_done << 24;

@@ -64,8 +64,7 @@ impl RealNvpConfig {
             beta2: 0.999,
             eps: 1e-8,
             schedule: Schedule::Constant,
-            warmup_steps: 0,
-            micro_batch: 0,
+            ..TrainConfig::default()
         }
     }
 

@@ -44,6 +44,14 @@ pub struct TrainArgs {
     /// flow one full-rate Adam step can wreck)
     #[arg(long)]
     pub warmup_steps: Option<u64>,
+    /// Coarse integration early in training: the first --coarse-steps steps use this many RK4
+    /// steps (e.g. 18 for the seed architecture's 54; a multiple of d_t − 1 for the hat time
+    /// kernel); sampling and the final ESS always use the architecture's
+    #[arg(long)]
+    pub coarse_ode_steps: Option<usize>,
+    /// Training steps integrated with --coarse-ode-steps (default 0: none)
+    #[arg(long)]
+    pub coarse_steps: Option<u64>,
     /// Seed of the initial parameters and every random stream.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -102,13 +110,24 @@ fn fresh_flow(a: &TrainArgs) -> Res<AnyFlow> {
         }
         t.micro_batch = a.micro_batch.unwrap_or(0);
         t.warmup_steps = a.warmup_steps.unwrap_or(if a.init_from.is_some() { 100 } else { 0 });
+        t.coarse_ode_steps = a.coarse_ode_steps.unwrap_or(0);
+        t.coarse_steps = a.coarse_steps.unwrap_or(0);
     };
+    if a.coarse_ode_steps.is_some() != a.coarse_steps.is_some() {
+        return Err("--coarse-ode-steps and --coarse-steps go together".into());
+    }
+    if a.coarse_ode_steps == Some(0) {
+        return Err("--coarse-ode-steps 0: must be at least 1".into());
+    }
     if a.arch == "realnvp" {
         if a.init_from.is_some() {
             return Err("--init-from: transfer to a larger lattice is for the continuous flow, not RealNVP".into());
         }
         if a.micro_batch.is_some() {
             return Err("--micro-batch: gradient accumulation is for the continuous flow, not RealNVP".into());
+        }
+        if a.coarse_ode_steps.is_some() {
+            return Err("--coarse-ode-steps: RealNVP has no ODE".into());
         }
         let mut cfg = RealNvpConfig::new(l, c.m2, c.lambda);
         set_train(&mut cfg.train);
@@ -149,6 +168,8 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
         ("--lr", a.lr.is_some()),
         ("--decay-steps", a.decay_steps.is_some()),
         ("--warmup-steps", a.warmup_steps.is_some()),
+        ("--coarse-ode-steps", a.coarse_ode_steps.is_some()),
+        ("--coarse-steps", a.coarse_steps.is_some()),
     ] {
         if given {
             return Err(format!("{flag} cannot change when resuming (the checkpoint keeps its settings)"));
