@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Train a flow by reverse KL and save it (checkpoints, resumable, Ctrl-C safe).
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Run a flow Metropolis chain and print observables with errors.
     Sample(sample::SampleArgs),
     /// Run the reference HMC sampler and print the same observables.
@@ -169,7 +169,7 @@ fn main() -> ExitCode {
         }
     };
     let (json_out, r) = match cli.cmd {
-        Cmd::Train(a) => (a.json, train::train(a)),
+        Cmd::Train(a) => (a.json, train::train(*a)),
         Cmd::Sample(a) => (a.json, sample::sample(a)),
         Cmd::Hmc(a) => (a.json, sample::hmc(a)),
         Cmd::Reweight(a) => (a.json, sample::reweight(a)),
