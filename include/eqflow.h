@@ -28,8 +28,9 @@
 #define EQFLOW_BACKEND_CPU 0
 
 // The CUDA backend: `eqflow_backend_available` returns 1 where a CUDA driver and a device
-// are present. Flows and chains of the C API do not run on it yet (their constructors
-// return `EQFLOW_STATUS_NO_DEVICE` for a CUDA context; see kernels/README.md).
+// are present. Flows made or loaded in a CUDA context train, sample and estimate their ESS
+// on the device; log q of given configurations and chains run on the CPU; RealNVP flows and
+// `eqflow_chain_load` refuse a CUDA context (see kernels/README.md).
 #define EQFLOW_BACKEND_CUDA 1
 
 // Architecture preset: the seed paper's (hat kernel d_t = 10, 50 sines, N_t = 54).

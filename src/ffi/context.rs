@@ -8,8 +8,9 @@ use std::mem::size_of;
 /// The CPU backend (always available).
 pub const EQFLOW_BACKEND_CPU: i32 = 0;
 /// The CUDA backend: `eqflow_backend_available` returns 1 where a CUDA driver and a device
-/// are present. Flows and chains of the C API do not run on it yet (their constructors
-/// return `EQFLOW_STATUS_NO_DEVICE` for a CUDA context; see kernels/README.md).
+/// are present. Flows made or loaded in a CUDA context train, sample and estimate their ESS
+/// on the device; log q of given configurations and chains run on the CPU; RealNVP flows and
+/// `eqflow_chain_load` refuse a CUDA context (see kernels/README.md).
 pub const EQFLOW_BACKEND_CUDA: i32 = 1;
 
 /// Where and with how many threads flows compute.
@@ -22,7 +23,6 @@ pub struct eqflow_context {
     pub(crate) device: i32,
     pub(crate) threads: usize,
     /// The open device of a CUDA context.
-    #[allow(dead_code)] // held for the flows of the CUDA backend (not wired yet)
     pub(crate) cuda: Option<std::sync::Arc<crate::cuda::Device>>,
 }
 
@@ -151,18 +151,25 @@ pub unsafe extern "C" fn eqflow_context_free(ctx: *mut eqflow_context) {
     boundary_void("eqflow_context_free", || take(ctx))
 }
 
-/// The context's thread count (checked reference). Flows and chains run on the CPU only so
-/// far: a CUDA context is refused with `NoDevice` and a message saying so.
+/// The context's thread count (checked reference), for objects that run on the CPU only:
+/// chains loaded from a file refuse a CUDA context with `NoDevice` and a message saying so.
 pub(crate) unsafe fn threads_of(ctx: *const eqflow_context) -> crate::error::Result<usize> {
     let c = arg_ref(ctx, "ctx")?;
     if c.backend == EQFLOW_BACKEND_CUDA {
         return Err(Error::new(
             Status::NoDevice,
-            "argument 'ctx': a CUDA context: flows and chains of the C API do not run on the CUDA backend yet \
-             (its kernels and the Rust sampler eqflow::cuda::CudaFlow exist; see kernels/README.md); \
-             use an EQFLOW_BACKEND_CPU context",
+            "argument 'ctx': a CUDA context: chains of the C API run on the CPU (make the chain from a \
+             flow, or use an EQFLOW_BACKEND_CPU context)",
         ));
     }
     debug_assert!(c.backend == EQFLOW_BACKEND_CPU && c.device == 0);
     Ok(c.threads)
+}
+
+/// The context's thread count and, for a CUDA context, its device (checked reference).
+pub(crate) unsafe fn backend_of(
+    ctx: *const eqflow_context,
+) -> crate::error::Result<(usize, Option<std::sync::Arc<crate::cuda::Device>>)> {
+    let c = arg_ref(ctx, "ctx")?;
+    Ok((c.threads, c.cuda.clone()))
 }

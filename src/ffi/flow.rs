@@ -4,7 +4,7 @@ use super::boundary::{
     arg_out, arg_out_array, arg_ref, arg_vec, boundary, boundary_void, check_versioned_out, give, lock, mul,
     read_versioned, take, write_out, write_versioned, Versioned,
 };
-use super::context::{eqflow_context, init_prefix, threads_of};
+use super::context::{backend_of, eqflow_context, init_prefix};
 use super::status::eqflow_status;
 use crate::action::Couplings;
 use crate::any_flow::AnyFlow;
@@ -14,11 +14,12 @@ use crate::flow::model::Samples;
 use crate::flow::{Architecture, FeatureKind, Flow, FlowConfig, KernelSymmetry, Precision};
 use crate::mcmc::proposal::Proposal;
 use crate::realnvp::{RealNvp, RealNvpConfig};
+use crate::rng::Stream;
 use crate::train::TrainConfig;
 use std::ffi::{c_char, CStr};
 use std::mem::size_of;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Architecture preset: the seed paper's (hat kernel d_t = 10, 50 sines, N_t = 54).
 pub const EQFLOW_ARCH_SEED: i32 = 0;
@@ -65,11 +66,38 @@ pub const EQFLOW_FLOW_REALNVP: i32 = 1;
 pub struct eqflow_flow {
     pub(crate) inner: Mutex<AnyFlow>,
     pub(crate) volume: usize,
+    /// The device of a flow made in a CUDA context: training steps, samples and the ESS run
+    /// there (log q of given configurations, reweighting's action terms and chains stay on
+    /// the CPU). Device objects are made per call from the flow's parameters, so nothing on
+    /// the device can go stale.
+    pub(crate) cuda: Option<Arc<crate::cuda::Device>>,
 }
 
 impl eqflow_flow {
     pub(crate) fn new(flow: AnyFlow) -> Self {
-        eqflow_flow { volume: flow.volume(), inner: Mutex::new(flow) }
+        eqflow_flow { volume: flow.volume(), inner: Mutex::new(flow), cuda: None }
+    }
+
+    /// A flow on the context's backend: CUDA flows must be continuous flows.
+    pub(crate) fn on(flow: AnyFlow, cuda: Option<Arc<crate::cuda::Device>>) -> Result<Self> {
+        if cuda.is_some() && !matches!(flow, AnyFlow::Continuous(_)) {
+            return Err(Error::invalid(
+                "a CUDA context: the RealNVP baseline runs on the CPU only (use an EQFLOW_BACKEND_CPU context)",
+            ));
+        }
+        Ok(eqflow_flow { cuda, ..eqflow_flow::new(flow) })
+    }
+}
+
+/// n samples of the flow's sample stream (advancing it), on the device for CUDA flows.
+pub(crate) fn draw(flow: &mut AnyFlow, cuda: Option<&Arc<crate::cuda::Device>>, n: usize) -> Result<Samples> {
+    match (cuda, flow.as_continuous_mut()) {
+        (Some(d), Some(f)) => {
+            let s = crate::cuda::CudaFlow::new(f, d.clone())?.sample_at(Stream::Sample, f.samples_drawn, n)?;
+            f.samples_drawn += n as u64;
+            Ok(s)
+        }
+        _ => flow.sample(n),
     }
 }
 
@@ -349,10 +377,10 @@ pub unsafe extern "C" fn eqflow_flow_new(
     out: *mut *mut eqflow_flow,
 ) -> eqflow_status {
     boundary("eqflow_flow_new", || {
-        let threads = threads_of(ctx)?;
+        let (threads, cuda) = backend_of(ctx)?;
         let p = read_versioned(p, eqflow_flow_params::default(), "p")?;
         let out = arg_out(out, "out")?;
-        give(out, eqflow_flow::new(flow_of(&p, threads)?));
+        give(out, eqflow_flow::on(flow_of(&p, threads)?, cuda)?);
         Ok(())
     })
 }
@@ -398,11 +426,22 @@ pub unsafe extern "C" fn eqflow_flow_train(
         if n_steps == 0 {
             return Err(Error::invalid("argument 'n_steps' = 0 (must be at least 1)"));
         }
+        let cuda = f.cuda.clone();
         let mut f = lock(&f.inner, "flow")?;
         let t0 = std::time::Instant::now();
         let mut last = None;
-        for _ in 0..n_steps {
-            last = Some(f.train_step()?);
+        match (cuda, f.as_continuous_mut()) {
+            (Some(d), Some(flow)) => {
+                let mut t = crate::cuda::CudaTrainer::new(flow, d)?;
+                for _ in 0..n_steps {
+                    last = Some(t.train_step(flow)?);
+                }
+            }
+            _ => {
+                for _ in 0..n_steps {
+                    last = Some(f.train_step()?);
+                }
+            }
         }
         let s = last.expect("n_steps >= 1");
         let stats = eqflow_train_stats {
@@ -442,12 +481,13 @@ unsafe fn sample_into<T: Copy>(
     convert: impl Fn(f64) -> T,
 ) -> Result<()> {
     let f = flow_ref(flow)?;
+    let cuda = f.cuda.clone();
     let mut f = lock(&f.inner, "flow")?;
     let nv = mul(n, f.volume(), "n × V")?;
     let phi = arg_out_array(phi, phi_len, nv, "phi")?;
     let log_q = arg_out_array(log_q, log_q_len, n, "log_q")?;
     let action = arg_out_array(action, action_len, n, "action")?;
-    let s = f.sample(n)?;
+    let s = draw(&mut f, cuda.as_ref(), n)?;
     let (p, q, a) = to_user(&f, &s)?;
     let p: Vec<T> = p.into_iter().map(convert).collect();
     write_out(phi, &p);
@@ -549,7 +589,16 @@ pub unsafe extern "C" fn eqflow_flow_ess(flow: *mut eqflow_flow, n_samples: usiz
         if n_samples == 0 {
             return Err(Error::invalid("argument 'n_samples' = 0 (must be at least 1)"));
         }
-        let e = lock(&f.inner, "flow")?.ess(n_samples)?;
+        let cuda = f.cuda.clone();
+        let mut f = lock(&f.inner, "flow")?;
+        let e = match (cuda, f.as_continuous_mut()) {
+            (Some(d), Some(flow)) => {
+                let s =
+                    crate::cuda::CudaFlow::new(flow, d)?.sample_at(Stream::Ess, flow.steps_done << 24, n_samples)?;
+                crate::train::ess(&s.log_weights())
+            }
+            _ => f.ess(n_samples)?,
+        };
         *out = e;
         Ok(())
     })
@@ -583,10 +632,10 @@ pub unsafe extern "C" fn eqflow_flow_load(
     out: *mut *mut eqflow_flow,
 ) -> eqflow_status {
     boundary("eqflow_flow_load", || {
-        let threads = threads_of(ctx)?;
+        let (threads, cuda) = backend_of(ctx)?;
         let path = path_arg(path)?;
         let out = arg_out(out, "out")?;
-        give(out, eqflow_flow::new(AnyFlow::load(&path, threads)?));
+        give(out, eqflow_flow::on(AnyFlow::load(&path, threads)?, cuda)?);
         Ok(())
     })
 }
@@ -655,8 +704,9 @@ pub unsafe extern "C" fn eqflow_flow_reweight(
         if n_samples < 2 {
             return Err(Error::invalid(format!("argument 'n_samples' = {n_samples} (need at least 2)")));
         }
+        let cuda = f.cuda.clone();
         let mut f = lock(&f.inner, "flow")?;
-        let s = f.sample(n_samples)?;
+        let s = draw(&mut f, cuda.as_ref(), n_samples)?;
         let r = crate::reweight::reweight_samples(&s, f.lattice_size(), delta_lambda)?;
         write_versioned(
             Some(out),

@@ -110,13 +110,7 @@ fn cuda_context_without_a_device_is_no_device_with_a_message() {
         if crate::cuda::available() {
             assert_eq!(eqflow_backend_available(EQFLOW_BACKEND_CUDA), 1);
             assert_eq!(s, EQFLOW_STATUS_OK, "{}", last());
-            // flows of the C API refuse it (they run on the CPU only so far)
-            let mut fp = std::mem::zeroed::<eqflow_flow_params>();
-            eqflow_flow_params_init(&mut fp, std::mem::size_of_val(&fp));
-            let mut f = null_mut();
-            assert_eq!(eqflow_flow_new(ctx, &fp, &mut f), EQFLOW_STATUS_NO_DEVICE);
-            assert!(last().contains("CUDA"), "{}", last());
-            assert!(f.is_null());
+            cuda_flow_follows_the_cpu_flow(ctx);
             eqflow_context_free(ctx);
             return;
         }
@@ -127,4 +121,44 @@ fn cuda_context_without_a_device_is_no_device_with_a_message() {
         assert!(m.starts_with("eqflow_context_new") && m.contains("EQFLOW_BACKEND_CUDA"), "{m}");
         assert!(m.contains("libcuda.so.1") || m.contains("no CUDA device") || m.contains("cuInit"), "{m}");
     }
+}
+
+/// On a GPU: a flow made in the CUDA context `ctx` trains, samples and reports its ESS as the
+/// same flow on the CPU does (f64 compute on both, so the tolerances are tight).
+unsafe fn cuda_flow_follows_the_cpu_flow(ctx: *mut eqflow_context) {
+    let (cpu_ctx, _) = small_flow();
+    let mut fp = std::mem::zeroed::<eqflow_flow_params>();
+    eqflow_flow_params_init(&mut fp, std::mem::size_of_val(&fp));
+    fp.lattice_size = 4;
+    fp.n_frequencies = 4;
+    fp.ode_steps = 9;
+    fp.batch_size = 16;
+    fp.precision = EQFLOW_PRECISION_F64;
+    let (mut g, mut c) = (null_mut(), null_mut());
+    assert_eq!(eqflow_flow_new(ctx, &fp, &mut g), EQFLOW_STATUS_OK, "{}", last());
+    assert_eq!(eqflow_flow_new(cpu_ctx, &fp, &mut c), EQFLOW_STATUS_OK, "{}", last());
+    assert_eq!(eqflow_flow_train(g, 3, null_mut()), EQFLOW_STATUS_OK, "{}", last());
+    assert_eq!(eqflow_flow_train(c, 3, null_mut()), EQFLOW_STATUS_OK, "{}", last());
+    let n = 8;
+    let (mut pg, mut qg, mut sg) = (vec![0.0; n * 16], vec![0.0; n], vec![0.0; n]);
+    let (mut pc, mut qc, mut sc) = (vec![0.0; n * 16], vec![0.0; n], vec![0.0; n]);
+    for (f, p, q, s) in [(g, &mut pg, &mut qg, &mut sg), (c, &mut pc, &mut qc, &mut sc)] {
+        let st = eqflow_flow_sample(f, n, p.as_mut_ptr(), p.len(), q.as_mut_ptr(), q.len(), s.as_mut_ptr(), s.len());
+        assert_eq!(st, EQFLOW_STATUS_OK, "{}", last());
+    }
+    let close = |a: &[f64], b: &[f64], what: &str| {
+        let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let err = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale;
+        assert!(err < 1e-9, "CUDA vs CPU flow: {what} differs by {err:e}");
+    };
+    close(&pg, &pc, "samples after 3 training steps");
+    close(&qg, &qc, "log q");
+    close(&sg, &sc, "S");
+    let (mut eg, mut ec) = (0.0, 0.0);
+    assert_eq!(eqflow_flow_ess(g, 64, &mut eg), EQFLOW_STATUS_OK, "{}", last());
+    assert_eq!(eqflow_flow_ess(c, 64, &mut ec), EQFLOW_STATUS_OK, "{}", last());
+    close(&[eg], &[ec], "ESS");
+    eqflow_flow_free(g);
+    eqflow_flow_free(c);
+    eqflow_context_free(cpu_ctx);
 }
