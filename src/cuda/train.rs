@@ -378,22 +378,8 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
 /// micro-batches as `Flow::train_step` splits it, then the host's Adam update; reloads the
 /// new parameters.
 fn step_with<R: Elem, L: Launcher>(dev: &L, trainer: &mut Trainer<R, L>, flow: &mut Flow) -> Result<StepStats> {
-    let (b, m) = (flow.config.train.batch_size, flow.config.train.micro());
-    let first = flow.steps_done << 24;
-    let (mut loss, mut samples, mut grad) = (0.0, Samples::default(), vec![0.0; flow.layout.total]);
-    for start in (0..b).step_by(m.max(1)) {
-        let mk = m.min(b - start);
-        let (l, s, g) = trainer.loss_and_grad_drawn(dev, flow.config.seed, first + start as u64, mk)?;
-        if mk == b {
-            (loss, samples, grad) = (l, s, g);
-            break;
-        }
-        let w = mk as f64 / b as f64;
-        loss += w * l;
-        grad.iter_mut().zip(&g).for_each(|(a, x)| *a += w * x);
-        samples.log_q.extend(s.log_q);
-        samples.action.extend(s.action);
-    }
+    let seed = flow.config.seed;
+    let (loss, samples, grad) = flow.batch_gradient(|_, first, n| trainer.loss_and_grad_drawn(dev, seed, first, n))?;
     let stats = flow.apply_gradient(loss, &samples, &grad)?;
     trainer.load_params(dev, flow.params())?;
     Ok(stats)

@@ -395,18 +395,30 @@ impl Flow {
 
     fn train_step_at_nt(&mut self) -> Result<StepStats> {
         crate::memory::check(self.training_bytes(), "train step (batch tapes)")?;
+        let (loss, samples, grad) = self.batch_gradient(|f, first, n| {
+            let z = f.noise(Stream::Train, first, n);
+            f.loss_and_grad_of(&z)
+        })?;
+        self.apply_gradient(loss, &samples, &grad)
+    }
+
+    /// The loss, log q and S, and gradient of the next training batch, from `micro(flow,
+    /// first, n)`, the loss, samples and gradient of the n prior draws first.. of the Train
+    /// stream: micro-batches in order, each its mean loss and gradient, combined with weights
+    /// m_k / b (one micro-batch: exactly the whole-batch computation). Shared by the CPU step
+    /// and the CUDA trainer.
+    pub fn batch_gradient(
+        &mut self,
+        mut micro: impl FnMut(&mut Self, u64, usize) -> Result<(f64, Samples, Vec<f64>)>,
+    ) -> Result<(f64, Samples, Vec<f64>)> {
         let (b, m) = (self.config.train.batch_size, self.config.train.micro());
         let first = self.steps_done << 24;
-        // micro-batches in order, each its mean loss and gradient, combined with weights m_k/b
-        // (one micro-batch: exactly the whole-batch computation)
         let (mut loss, mut samples, mut grad) = (0.0, Samples::default(), vec![0.0; self.layout.total]);
-        for start in (0..b).step_by(m) {
+        for start in (0..b).step_by(m.max(1)) {
             let mk = m.min(b - start);
-            let z = self.noise(Stream::Train, first + start as u64, mk);
-            let (l, s, g) = self.loss_and_grad_of(&z)?;
+            let (l, s, g) = micro(self, first + start as u64, mk)?;
             if mk == b {
-                (loss, samples, grad) = (l, s, g);
-                break;
+                return Ok((l, s, g));
             }
             let w = mk as f64 / b as f64;
             loss += w * l;
@@ -415,7 +427,7 @@ impl Flow {
             samples.log_q.extend(s.log_q);
             samples.action.extend(s.action);
         }
-        self.apply_gradient(loss, &samples, &grad)
+        Ok((loss, samples, grad))
     }
 
     /// The update of a training step from its batch loss, the batch's log q and S, and the
