@@ -305,6 +305,17 @@ typedef struct eqflow_flow_params {
   // when fine-tuning a flow set by `eqflow_flow_init_from`: Adam's first full-rate steps
   // can wreck a transferred flow.
   int32_t warmup_steps;
+  // Gradient accumulation (version 4): each training step pushes its batch through in
+  // sequential micro-batches of this many fields (0, the default: the whole batch at once).
+  // Memory scales with the micro-batch; the gradient is the whole batch's up to rounding.
+  int32_t micro_batch;
+  // Coarse integration early in training (version 4): the first `coarse_steps` training
+  // steps integrate with `coarse_ode_steps` RK4 steps instead of the architecture's N_t
+  // (0, the default: never). Sampling and log q always use the architecture's N_t. With the
+  // seed preset use a multiple of 9 (d_t − 1), e.g. 18.
+  int32_t coarse_ode_steps;
+  // Training steps integrated with `coarse_ode_steps` (default 0).
+  int32_t coarse_steps;
 } eqflow_flow_params;
 
 // Statistics of `eqflow_flow_train`. Set `struct_size = sizeof(eqflow_train_stats)` before

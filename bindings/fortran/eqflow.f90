@@ -75,6 +75,10 @@ module eqflow
     ! appended in version 3 (a version-2 caller sets struct_size to the offset of flow_type)
     integer(c_int32_t) :: flow_type      ! EQFLOW_FLOW_*
     integer(c_int32_t) :: warmup_steps   ! linear learning-rate warm-up steps
+    ! appended in version 4 (a version-3 caller sets struct_size to the offset of micro_batch)
+    integer(c_int32_t) :: micro_batch      ! gradient accumulation: fields per micro-batch (0: all)
+    integer(c_int32_t) :: coarse_ode_steps ! RK4 steps of the first coarse_steps training steps (0: none)
+    integer(c_int32_t) :: coarse_steps
   end type
 
   type, bind(C) :: eqflow_train_stats

@@ -75,6 +75,9 @@ mutable struct FlowParams
     lambda_tilde::Float64
     flow_type::Int32       # EQFLOW_FLOW_*
     warmup_steps::Int32
+    micro_batch::Int32     # gradient accumulation (0: the whole batch)
+    coarse_ode_steps::Int32 # RK4 steps of the first coarse_steps training steps (0: none)
+    coarse_steps::Int32
 end
 
 mutable struct TrainStats
@@ -157,7 +160,7 @@ function ContextParams()
 end
 
 function FlowParams(; kwargs...)
-    p = FlowParams(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    p = FlowParams(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     ccall((:eqflow_flow_params_init, libeqflow), Cvoid, (Ref{FlowParams}, Csize_t), p, sizeof(FlowParams))
     for (k, v) in kwargs
         setfield!(p, k, convert(fieldtype(FlowParams, k), v))

@@ -159,11 +159,25 @@ pub struct eqflow_flow_params {
     /// when fine-tuning a flow set by `eqflow_flow_init_from`: Adam's first full-rate steps
     /// can wreck a transferred flow.
     pub warmup_steps: i32,
+    /// Gradient accumulation (version 4): each training step pushes its batch through in
+    /// sequential micro-batches of this many fields (0, the default: the whole batch at once).
+    /// Memory scales with the micro-batch; the gradient is the whole batch's up to rounding.
+    pub micro_batch: i32,
+    /// Coarse integration early in training (version 4): the first `coarse_steps` training
+    /// steps integrate with `coarse_ode_steps` RK4 steps instead of the architecture's N_t
+    /// (0, the default: never). Sampling and log q always use the architecture's N_t. With the
+    /// seed preset use a multiple of 9 (d_t − 1), e.g. 18.
+    pub coarse_ode_steps: i32,
+    /// Training steps integrated with `coarse_ode_steps` (default 0).
+    pub coarse_steps: i32,
 }
 
 unsafe impl Versioned for eqflow_flow_params {
-    const OLD_SIZES: &'static [usize] =
-        &[std::mem::offset_of!(eqflow_flow_params, layout), std::mem::offset_of!(eqflow_flow_params, flow_type)];
+    const OLD_SIZES: &'static [usize] = &[
+        std::mem::offset_of!(eqflow_flow_params, layout),
+        std::mem::offset_of!(eqflow_flow_params, flow_type),
+        std::mem::offset_of!(eqflow_flow_params, micro_batch),
+    ];
     const NAME: &'static str = "eqflow_flow_params";
 }
 
@@ -195,6 +209,9 @@ impl Default for eqflow_flow_params {
             lambda_tilde: 0.5,
             flow_type: EQFLOW_FLOW_CONTINUOUS,
             warmup_steps: 0,
+            micro_batch: 0,
+            coarse_ode_steps: 0,
+            coarse_steps: 0,
         }
     }
 }
@@ -235,6 +252,9 @@ pub(crate) fn flow_of(p: &eqflow_flow_params, threads: usize) -> Result<AnyFlow>
                 ("ode_steps", p.ode_steps),
                 ("symmetry", p.symmetry),
                 ("features", p.features),
+                ("micro_batch", p.micro_batch),
+                ("coarse_ode_steps", p.coarse_ode_steps),
+                ("coarse_steps", p.coarse_steps),
             ] {
                 if v != 0 {
                     return Err(Error::invalid(format!(
@@ -296,8 +316,18 @@ pub(crate) fn config_of(p: &eqflow_flow_params) -> Result<FlowConfig> {
     if p.batch_size <= 0 {
         return bad(format!("batch_size = {} must be positive", p.batch_size));
     }
-    if p.warmup_steps < 0 {
-        return bad(format!("warmup_steps = {} is negative", p.warmup_steps));
+    for (name, v) in [
+        ("warmup_steps", p.warmup_steps),
+        ("micro_batch", p.micro_batch),
+        ("coarse_ode_steps", p.coarse_ode_steps),
+        ("coarse_steps", p.coarse_steps),
+    ] {
+        if v < 0 {
+            return bad(format!("{name} = {v} is negative"));
+        }
+    }
+    if p.coarse_ode_steps > 100_000 {
+        return bad(format!("coarse_ode_steps = {} is larger than 100000", p.coarse_ode_steps));
     }
     let layout = match p.layout {
         EQFLOW_LAYOUT_X1_FASTEST => FieldLayout::X1Fastest,
@@ -321,6 +351,9 @@ pub(crate) fn config_of(p: &eqflow_flow_params) -> Result<FlowConfig> {
     c.train.batch_size = p.batch_size as usize;
     c.train.learning_rate = p.learning_rate;
     c.train.warmup_steps = p.warmup_steps as u64;
+    c.train.micro_batch = p.micro_batch as usize;
+    c.train.coarse_ode_steps = p.coarse_ode_steps as usize;
+    c.train.coarse_steps = p.coarse_steps as u64;
     c.precision = precision;
     c.seed = p.seed;
     Ok(c)

@@ -397,6 +397,49 @@ static void check_float_samples(void) {
     printf("float samples: (float) of the double samples\n");
 }
 
+/* the version-4 training fields: micro-batches give the whole batch's loss; a coarse
+ * schedule trains its first steps exactly as a flow of the coarse N_t does */
+static void check_training_fields(void) {
+    const int L = 3;
+    eqflow_flow_params fp;
+    eqflow_train_stats ta = {sizeof ta, 0, 0.0, 0.0, 0.0}, tb = ta;
+    eqflow_flow *a = NULL, *b = NULL;
+    base_params(&fp, L);
+    OK(eqflow_flow_new(ctx, &fp, &a));
+    fp.micro_batch = 3; /* 8 = 3 + 3 + 2 */
+    OK(eqflow_flow_new(ctx, &fp, &b));
+    for (int k = 0; k < 2; k++) {
+        OK(eqflow_flow_train(a, 1, &ta));
+        OK(eqflow_flow_train(b, 1, &tb));
+        CHECK(close_to(ta.loss, tb.loss, 1e-5));
+    }
+    eqflow_flow_free(a);
+    eqflow_flow_free(b);
+    base_params(&fp, L);
+    fp.coarse_ode_steps = 3;
+    fp.coarse_steps = 2;
+    OK(eqflow_flow_new(ctx, &fp, &a));
+    base_params(&fp, L);
+    fp.ode_steps = 3;
+    OK(eqflow_flow_new(ctx, &fp, &b));
+    for (int k = 0; k < 2; k++) {
+        OK(eqflow_flow_train(a, 1, &ta));
+        OK(eqflow_flow_train(b, 1, &tb));
+        CHECK(ta.loss == tb.loss);
+    }
+    eqflow_flow_free(a);
+    eqflow_flow_free(b);
+    eqflow_flow *untouched = (eqflow_flow *)0x1;
+    base_params(&fp, L);
+    fp.micro_batch = -1;
+    EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT, "eqflow_flow_new", "micro_batch");
+    base_params(&fp, L);
+    fp.coarse_steps = -5;
+    EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT, "eqflow_flow_new", "coarse_steps");
+    CHECK(untouched == (eqflow_flow *)0x1);
+    printf("micro_batch and the coarse schedule through the C ABI: ok\n");
+}
+
 static void check_struct_sizes(void) {
     enum { L = 4, V = L * L, N = 2 };
     eqflow_flow_params fp;
@@ -424,7 +467,8 @@ static void check_struct_sizes(void) {
                     offsetof(eqflow_flow_params, layout) - 8,
                     offsetof(eqflow_flow_params, kappa),
                     offsetof(eqflow_flow_params, warmup_steps),
-                    offsetof(eqflow_flow_params, flow_type) - 8};
+                    offsetof(eqflow_flow_params, flow_type) - 8,
+                    offsetof(eqflow_flow_params, coarse_ode_steps)};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         base_params(&fp, L);
         fp.struct_size = bad[i];
@@ -442,9 +486,20 @@ static void check_struct_sizes(void) {
     CHECK(memcmp(p1, p2, sizeof p1) == 0 && l1[0] == l2[0] && l1[1] == l2[1]);
     eqflow_flow_free(f);
     f = NULL;
-    printf("struct_size %zu (version 1) and %zu (version 2) accepted, %zu rejected: %s\n",
+    /* version 3 (up to warmup_steps): micro_batch and the coarse schedule are not read */
+    base_params(&fp, L);
+    fp.struct_size = offsetof(eqflow_flow_params, micro_batch);
+    fp.micro_batch = -7;
+    fp.coarse_ode_steps = -1;
+    OK(eqflow_flow_new(ctx, &fp, &f));
+    OK(eqflow_flow_sample(f, N, p1, N * V, l1, N, NULL, 0));
+    CHECK(memcmp(p1, p2, sizeof p1) == 0 && l1[0] == l2[0] && l1[1] == l2[1]);
+    eqflow_flow_free(f);
+    f = NULL;
+    printf("struct_size %zu (version 1), %zu (version 2) and %zu (version 3) accepted, %zu rejected: %s\n",
            offsetof(eqflow_flow_params, layout), offsetof(eqflow_flow_params, flow_type),
-           offsetof(eqflow_flow_params, warmup_steps), eqflow_last_error_message());
+           offsetof(eqflow_flow_params, micro_batch), offsetof(eqflow_flow_params, warmup_steps),
+           eqflow_last_error_message());
     /* invalid values of the appended fields */
     base_params(&fp, L);
     fp.layout = 3;
@@ -513,6 +568,7 @@ int main(int argc, char **argv) {
     check_hopping(dir);
     check_float_samples();
     check_struct_sizes();
+    check_training_fields();
     eqflow_context_free(ctx);
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);

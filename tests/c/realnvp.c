@@ -160,6 +160,9 @@ int main(int argc, char **argv) {
     fp.flow_type = 7;
     EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT, "eqflow_flow_new", "flow_type");
     fp = realnvp_params(EQFLOW_LAYOUT_X1_FASTEST);
+    fp.coarse_ode_steps = 18;
+    EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT, "eqflow_flow_new", "coarse_ode_steps");
+    fp = realnvp_params(EQFLOW_LAYOUT_X1_FASTEST);
     fp.warmup_steps = -1;
     EXPECT(eqflow_flow_new(ctx, &fp, &untouched), EQFLOW_STATUS_INVALID_ARGUMENT, "eqflow_flow_new", "warmup_steps");
     CHECK(untouched == (eqflow_flow *)0x1);
