@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates docs/results.md (the README's results tables) and docs/study_L*.png on this
 # machine: the seed Table 1 reproduction at L = 6 and 12 (the L = 12 flow starts from the
-# L = 6 one) and the equal-budget comparison of the flow, its ablations and RealNVP.
-# Takes about 2 hours on 2 cores; OUT (default out/) keeps the flows, logs and CSVs.
+# L = 6 one), the equal-budget comparison of the flow, its ablations and RealNVP, the refined
+# architecture at L = 6 and 12 (the L = 12 flow starts from the L = 6 one) and the
+# coarse-integration comparison at L = 6.
+# Takes about 5 hours on 2 cores; OUT (default out/) keeps the flows, logs and CSVs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}
@@ -15,6 +17,19 @@ export EQFLOW_OUT=$OUT
 ./target/release/examples/study --minutes 3 --threads 1 6 > "$OUT/study6.md"
 ./target/release/examples/study --minutes 4 --threads 1 12 > "$OUT/study12.md"
 cp "$OUT"/study_L*.png docs/
+E=./target/release/eqflow
+cargo build --release --bin eqflow
+$E train --preset L6 --arch refined --minutes 85 --steps 1000000 --threads 1 --out "$OUT/refined_L6.safetensors"
+$E sample --flow "$OUT/refined_L6.safetensors" --n 30000 --threads 1 > "$OUT/refined_L6.txt" 2>&1
+$E train --preset L12 --arch refined --init-from "$OUT/refined_L6.safetensors" --lr 1e-3 --warmup-steps 50 \
+  --minutes 45 --steps 1000000 --threads 1 --out "$OUT/refined_L12.safetensors"
+$E sample --flow "$OUT/refined_L12.safetensors" --n 20000 --threads 1 > "$OUT/refined_L12.txt" 2>&1
+# coarse integration early (N_t 18 for 600 steps, then 54) against N_t 54 throughout, side by side
+$E train --preset L6 --minutes 10 --steps 1000000 --threads 1 --coarse-ode-steps 18 --coarse-steps 600 \
+  --out "$OUT/coarse_L6.safetensors" &
+$E train --preset L6 --minutes 10 --steps 1000000 --threads 1 --out "$OUT/fine_L6.safetensors"
+wait
+for r in coarse fine; do $E sample --flow "$OUT/${r}_L6.safetensors" --n 4000 --threads 1 > "$OUT/${r}_L6.txt" 2>&1; done
 {
   echo "# Results ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F))"
   echo
@@ -27,5 +42,17 @@ cp "$OUT"/study_L*.png docs/
   echo "## Equal-budget comparison (ESS against time: docs/study_L*.png)"
   echo
   cat "$OUT/study6.md" "$OUT/study12.md"
+  echo
+  echo "## The refined architecture (flow Metropolis, L = 6 then 12)"
+  echo
+  echo '```'
+  cat "$OUT/refined_L6.txt" "$OUT/refined_L12.txt"
+  echo '```'
+  echo
+  echo "## Coarse integration early (N_t 18 → 54) against N_t 54, 10 minutes each (training logs: $OUT/*_L6.safetensors.log.jsonl)"
+  echo
+  echo '```'
+  cat "$OUT/coarse_L6.txt" "$OUT/fine_L6.txt"
+  echo '```'
 } > docs/results.md
 echo "wrote docs/results.md"
