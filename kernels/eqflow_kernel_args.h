@@ -274,4 +274,29 @@ typedef struct eqflow_param_grad_args {
     unsigned int phase;
 } eqflow_param_grad_args;
 
+/* spectral.cu: convolutions through discrete Fourier transforms (any L). Spectra of real
+ * L x L arrays keep k1 < K1 = L/2 + 1 and are stored [m][k0][k1] as (re, im) pairs of R;
+ * tw[2j], tw[2j + 1] = cos, sin(2 pi j / L).
+ *   eqflow_dft_rows:  out[m][x0][k1] = sum_x1 input[m][x0][x1] e^{-2 pi i k1 x1 / L}   (in real)
+ *   eqflow_dft_cols:  out[m][k][k1] = sum_j in[m][j][k1] e^{-+2 pi i j k / L}  (mode 0: -, 1: +)
+ *   eqflow_dft_c2r:   r[m][x0][x1] = scale sum_{k1 < K1} w(k1) Re(in[m][x0][k1] e^{2 pi i k1 x1 / L}),
+ *                     w = 1 at k1 = 0 and 2 k1 = L, else 2; mode 0: out (R) = r, mode 1: out (f64)
+ *                     [offset + ...] += r
+ *   eqflow_spectral_mix (n fields, n_c channels, per frequency k):
+ *     mode 0: out[b][k] = sum_c w[c][k] in[b][c][k]          (forward)
+ *     mode 1: out[b][c][k] = conj(w[c][k]) in[b][k]         (the input's cotangent)
+ *     mode 2: out[c][k] = sum_b w[b][k] conj(in[b][c][k])   (the kernel's cotangent; f64 sums) */
+typedef struct eqflow_spectral_args {
+    unsigned long long input;
+    unsigned long long out;
+    unsigned long long tw;       /* R[2 l] */
+    unsigned long long w;        /* mix only */
+    double scale;                /* c2r only */
+    unsigned long long offset;   /* c2r mode 1 only */
+    unsigned int m;              /* arrays (dft), fields (mix) */
+    unsigned int l;
+    unsigned int n_c;            /* mix only */
+    unsigned int mode;
+} eqflow_spectral_args;
+
 #endif

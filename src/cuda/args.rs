@@ -75,6 +75,10 @@ kernel_args! {
         kp: u64, wo_bar: u64, gw: u64, kp_bar: u64, gf: u64,
         n_slots: u32, n_orb: u32, n_tc: u32, n_c: u32, n_h: u32, v: u32, orbit0: u32, phase: u32
     }
+    /// The passes of the Fourier-space convolution (spectral.cu).
+    SpectralArgs => "eqflow_spectral_args" {
+        input: u64, out: u64, tw: u64, w: u64, scale: f64, offset: u64, m: u32, l: u32, n_c: u32, mode: u32
+    }
 }
 
 // SAFETY: plain-data #[repr(C)] structs of integers and floats, passed by value to kernels
@@ -101,5 +105,6 @@ device_repr!(
     FeaturesBackwardArgs,
     OuterArgs,
     AxpbyArgs,
-    ParamGradArgs
+    ParamGradArgs,
+    SpectralArgs
 );

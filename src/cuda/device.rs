@@ -113,8 +113,8 @@ macro_rules! sources {
 }
 
 /// Every kernel file, embedded.
-pub(crate) const SOURCES: [Source; 8] =
-    sources!("rng", "action", "features", "conv", "density", "rk4", "metropolis", "train");
+pub(crate) const SOURCES: [Source; 9] =
+    sources!("rng", "action", "features", "conv", "density", "rk4", "metropolis", "train", "spectral");
 
 /// The argument header, embedded (substituted into the sources for NVRTC).
 pub(crate) const HEADER: &str = include_str!("../../kernels/eqflow_kernel_args.h");

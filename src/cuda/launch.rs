@@ -14,7 +14,7 @@ const BLOCK: u32 = 256;
 const REDUCE_BLOCK: u32 = 256;
 
 /// (file, entry point, typed): the kernels launched here; typed ones have _f32 and _f64 variants.
-pub(crate) const ENTRIES: [(&str, &str, bool); 22] = [
+pub(crate) const ENTRIES: [(&str, &str, bool); 26] = [
     ("rng", "eqflow_philox_words", false),
     ("rng", "eqflow_prior_normal", true),
     ("rng", "eqflow_uniform", false),
@@ -37,6 +37,10 @@ pub(crate) const ENTRIES: [(&str, &str, bool); 22] = [
     ("train", "eqflow_outer", true),
     ("train", "eqflow_axpby", true),
     ("train", "eqflow_param_grad", true),
+    ("spectral", "eqflow_dft_rows", true),
+    ("spectral", "eqflow_dft_cols", true),
+    ("spectral", "eqflow_dft_c2r", true),
+    ("spectral", "eqflow_spectral_mix", true),
 ];
 
 /// Plain data the kernels read and write (f32, f64, i32, u32).
@@ -808,4 +812,128 @@ pub(crate) fn param_grad<L: Launcher, R: Elem>(
     a.phase = 1;
     let total = d.n_orb * d.n_tc * n_c + ns * d.n_tc + if f != 0 { n_c * n_h } else { 0 };
     launch(dev, 21, Some(R::SUFFIX), blocks(total)?, BLOCK, a)
+}
+
+/// The spectrum length (R elements: (re, im) pairs) of `m` real l × l arrays (spectral.cu).
+pub(crate) fn spectrum_len(m: usize, l: usize) -> usize {
+    2 * m * l * (l / 2 + 1)
+}
+
+fn spectral_args<L: Launcher, R: Elem>(dev: &L, tw: &L::Buf<R>, m: usize, l: usize) -> Result<SpectralArgs> {
+    need::<L, _>("tw", tw, 2 * l)?;
+    Ok(SpectralArgs { tw: ptr(dev, tw), m: u32_of("m", m)?, l: u32_of("l", l)?, ..SpectralArgs::default() })
+}
+
+/// out (m spectra) = the transforms along the rows of x (m real l × l arrays).
+pub(crate) fn dft_rows<L: Launcher, R: Elem>(
+    dev: &L,
+    tw: &L::Buf<R>,
+    x: &L::Buf<R>,
+    out: &mut L::Buf<R>,
+    m: usize,
+    l: usize,
+) -> Result<()> {
+    need::<L, _>("x", x, m * l * l)?;
+    need::<L, _>("out", out, spectrum_len(m, l))?;
+    let a = SpectralArgs { input: ptr(dev, x), out: ptr_mut(dev, out), ..spectral_args(dev, tw, m, l)? };
+    launch(dev, 22, Some(R::SUFFIX), blocks(spectrum_len(m, l) / 2)?, BLOCK, a)
+}
+
+/// out (m spectra) = the transforms along the columns of x (m spectra), e^{−…} or, if
+/// `inverse`, e^{+…} (unnormalised).
+pub(crate) fn dft_cols<L: Launcher, R: Elem>(
+    dev: &L,
+    tw: &L::Buf<R>,
+    x: &L::Buf<R>,
+    out: &mut L::Buf<R>,
+    m: usize,
+    l: usize,
+    inverse: bool,
+) -> Result<()> {
+    need::<L, _>("x", x, spectrum_len(m, l))?;
+    need::<L, _>("out", out, spectrum_len(m, l))?;
+    let a = SpectralArgs {
+        input: ptr(dev, x),
+        out: ptr_mut(dev, out),
+        mode: inverse as u32,
+        ..spectral_args(dev, tw, m, l)?
+    };
+    launch(dev, 23, Some(R::SUFFIX), blocks(spectrum_len(m, l) / 2)?, BLOCK, a)
+}
+
+/// Where the real inverse transform along the rows goes.
+pub(crate) enum RealOut<'a, L: Launcher, R: Elem> {
+    /// Written to this buffer (m × l² elements).
+    Write(&'a mut L::Buf<R>),
+    /// Added (in f64) to elements offset.. of this buffer.
+    Add(&'a mut L::Buf<f64>, usize),
+}
+
+/// scale × the real inverse transforms along the rows of x (m half spectra).
+pub(crate) fn dft_c2r<L: Launcher, R: Elem>(
+    dev: &L,
+    tw: &L::Buf<R>,
+    x: &L::Buf<R>,
+    out: RealOut<'_, L, R>,
+    m: usize,
+    l: usize,
+    scale: f64,
+) -> Result<()> {
+    need::<L, _>("x", x, spectrum_len(m, l))?;
+    let (out, offset, mode) = match out {
+        RealOut::Write(o) => {
+            need::<L, _>("out", o, m * l * l)?;
+            (ptr_mut(dev, o), 0, 0)
+        }
+        RealOut::Add(o, offset) => {
+            need::<L, _>("out", o, offset + m * l * l)?;
+            (ptr_mut(dev, o), offset as u64, 1)
+        }
+    };
+    let a = SpectralArgs { input: ptr(dev, x), out, scale, offset, mode, ..spectral_args(dev, tw, m, l)? };
+    launch(dev, 24, Some(R::SUFFIX), blocks(m * l * l)?, BLOCK, a)
+}
+
+/// The products of spectra (spectral.cu `eqflow_spectral_mix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpectralMix {
+    /// out[b] = Σ_c w[c] x[b][c] (w: n_c spectra, x: n n_c, out: n).
+    Forward,
+    /// out[b][c] = conj(w[c]) x[b] (w: n_c, x: n, out: n n_c).
+    Input,
+    /// out[c] = Σ_b w[b] conj(x[b][c]) (w: n, x: n n_c, out: n_c).
+    Kernel,
+}
+
+/// The products of spectra of n fields and n_c channels at every frequency.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spectral_mix<L: Launcher, R: Elem>(
+    dev: &L,
+    mode: SpectralMix,
+    w: &L::Buf<R>,
+    x: &L::Buf<R>,
+    out: &mut L::Buf<R>,
+    n: usize,
+    l: usize,
+    n_c: usize,
+) -> Result<()> {
+    let (nw, nx, no) = match mode {
+        SpectralMix::Forward => (n_c, n * n_c, n),
+        SpectralMix::Input => (n_c, n, n * n_c),
+        SpectralMix::Kernel => (n, n * n_c, n_c),
+    };
+    need::<L, _>("w", w, spectrum_len(nw, l))?;
+    need::<L, _>("x", x, spectrum_len(nx, l))?;
+    need::<L, _>("out", out, spectrum_len(no, l))?;
+    let a = SpectralArgs {
+        input: ptr(dev, x),
+        out: ptr_mut(dev, out),
+        w: ptr(dev, w),
+        m: u32_of("n", n)?,
+        l: u32_of("l", l)?,
+        n_c: u32_of("n_c", n_c)?,
+        mode: mode as u32,
+        ..SpectralArgs::default()
+    };
+    launch(dev, 25, Some(R::SUFFIX), blocks(spectrum_len(no, l) / 2)?, BLOCK, a)
 }

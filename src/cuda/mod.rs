@@ -25,6 +25,7 @@
 //! `Flow::push_forward` and the training gradient and steps against the CPU's.
 
 pub mod args;
+pub mod conv;
 pub mod device;
 #[cfg(test)]
 mod emulate;
@@ -36,6 +37,7 @@ pub mod twin;
 #[cfg(test)]
 mod tests;
 
+pub use conv::ConvPath;
 pub use device::{available, Device};
 pub use sampler::CudaFlow;
 pub use train::CudaTrainer;

@@ -7,6 +7,7 @@
 //! the device runs the kernels, [`CpuTwins`] runs their CPU twins. The CPU tests run the
 //! sequence on the twins against `Flow::push_forward`; the GPU tests run it on the device.
 
+use super::conv::{Conv, ConvPath, Prepared, Scratch};
 use super::device::Device;
 pub use super::launch::FeatureDims;
 use super::launch::{self, Launcher};
@@ -43,8 +44,20 @@ pub trait Exec<R: Elem> {
     /// features.cu g = F̃ h.
     #[allow(clippy::too_many_arguments)]
     fn mix(&self, f: &Self::R, h: &Self::R, g: &mut Self::R, n: usize, v: usize, n_h: usize, n_c: usize) -> Result<()>;
-    /// conv.cu.
-    fn conv(&self, w: &Self::R, g: &Self::R, out: &mut Self::R, n: usize, l: usize, n_c: usize) -> Result<()>;
+    /// A convolution plan.
+    type C;
+    /// A kernel prepared for the plan.
+    type K;
+    /// The plan's work buffers.
+    type S;
+    /// The convolution of n_c channels on an l × l lattice by `path` (conv.rs).
+    fn conv_plan(&self, path: ConvPath, l: usize, n_c: usize) -> Result<Self::C>;
+    /// W (n_c × V) prepared for `c`.
+    fn conv_kernel(&self, c: &Self::C, w: &[R]) -> Result<Self::K>;
+    /// Work buffers of `c` for n fields.
+    fn conv_scratch(&self, c: &Self::C, n: usize) -> Result<Self::S>;
+    /// conv.cu or spectral.cu: out = Σ_c W[c] ∗ g[c] for n fields.
+    fn conv(&self, c: &Self::C, w: &Self::K, g: &Self::R, out: &mut Self::R, n: usize, s: &mut Self::S) -> Result<()>;
     /// density.cu divergence.
     fn divergence(&self, hp: &Self::R, beta: &Self::R, div: &mut Self::D, n: usize, v: usize, n_h: usize)
         -> Result<()>;
@@ -96,8 +109,20 @@ impl<R: Elem, L: Launcher> Exec<R> for L {
     fn mix(&self, f: &Self::R, h: &Self::R, g: &mut Self::R, n: usize, v: usize, n_h: usize, n_c: usize) -> Result<()> {
         launch::mix(self, f, h, g, n, v, n_h, n_c)
     }
-    fn conv(&self, w: &Self::R, g: &Self::R, out: &mut Self::R, n: usize, l: usize, n_c: usize) -> Result<()> {
-        launch::conv_direct(self, w, g, out, n, l, n_c)
+    type C = Conv<L, R>;
+    type K = Prepared<L, R>;
+    type S = Scratch<L, R>;
+    fn conv_plan(&self, path: ConvPath, l: usize, n_c: usize) -> Result<Self::C> {
+        Conv::new(self, path, l, n_c)
+    }
+    fn conv_kernel(&self, c: &Self::C, w: &[R]) -> Result<Self::K> {
+        c.prepare(self, Launcher::upload(self, w)?)
+    }
+    fn conv_scratch(&self, c: &Self::C, n: usize) -> Result<Self::S> {
+        c.scratch(self, n)
+    }
+    fn conv(&self, c: &Self::C, w: &Self::K, g: &Self::R, out: &mut Self::R, n: usize, s: &mut Self::S) -> Result<()> {
+        c.forward(self, w, g, out, n, s)
     }
     fn divergence(
         &self,
@@ -171,7 +196,21 @@ impl<R: Elem> Exec<R> for CpuTwins {
         g[..n * n_c * v].copy_from_slice(&twin::mix(&f[..n_c * n_h], &h[..n * n_h * v], n_c, n_h, v));
         Ok(())
     }
-    fn conv(&self, w: &Self::R, g: &Self::R, out: &mut Self::R, n: usize, l: usize, n_c: usize) -> Result<()> {
+    /// (l, n_c): the twins convolve densely whatever the path.
+    type C = (usize, usize);
+    type K = Vec<R>;
+    type S = ();
+    fn conv_plan(&self, _path: ConvPath, l: usize, n_c: usize) -> Result<Self::C> {
+        Ok((l, n_c))
+    }
+    fn conv_kernel(&self, _c: &Self::C, w: &[R]) -> Result<Self::K> {
+        Ok(w.to_vec())
+    }
+    fn conv_scratch(&self, _c: &Self::C, _n: usize) -> Result<Self::S> {
+        Ok(())
+    }
+    fn conv(&self, c: &Self::C, w: &Self::K, g: &Self::R, out: &mut Self::R, n: usize, _s: &mut ()) -> Result<()> {
+        let (l, n_c) = *c;
         let v = l * l;
         out[..n * v].copy_from_slice(&twin::conv(&w[..n_c * v], &g[..n * n_c * v], l, n_c));
         Ok(())
@@ -223,8 +262,9 @@ pub struct Pipeline<R: Elem, E: Exec<R>> {
     n_c: usize,
     omega: E::R,
     fmix: Option<E::R>,
-    /// W_t (n_c × V) of each of the 2N_t + 1 time slots.
-    wt: Vec<E::R>,
+    /// The convolution, and W_t (n_c × V) of each of the 2N_t + 1 time slots prepared for it.
+    conv: E::C,
+    wt: Vec<E::K>,
     /// β (n_h) of each slot.
     beta: Vec<E::R>,
     /// Fields per chunk.
@@ -240,8 +280,14 @@ struct Chunk<E: Exec<R>, R: Elem> {
 }
 
 impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
-    /// Uploads the sampling field of `flow` (its parameters now) to `exec`.
+    /// Uploads the sampling field of `flow` (its parameters now) to `exec`, convolving by
+    /// the path [`ConvPath::choose`] picks.
     pub fn new(flow: &Flow, exec: &E) -> Result<Self> {
+        Self::with_path(flow, exec, ConvPath::choose(flow.lattice.size(), flow.layout.n_c)?)
+    }
+
+    /// As `new`, convolving by `path`.
+    pub fn with_path(flow: &Flow, exec: &E, path: ConvPath) -> Result<Self> {
         if flow.has_custom_action() {
             return Err(Error::invalid(
                 "CUDA sampler: a host action (eqflow_flow_set_action) cannot run on the device",
@@ -251,9 +297,10 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
         let fmix = mixing::<R>(layout, params);
         let omega: Vec<R> = params[layout.omega.clone()].iter().map(|&w| R::of(w)).collect();
         let (mut wt, mut beta) = (Vec::new(), Vec::new());
+        let conv = exec.conv_plan(path, flow.lattice.size(), layout.n_c)?;
         for s in 0..=2 * arch.ode_steps {
             let w = SlotWeights::<R>::new(arch, flow.lattice, layout, params, fmix.as_deref(), s);
-            wt.push(exec.upload(&w.wt)?);
+            wt.push(exec.conv_kernel(&conv, &w.wt)?);
             beta.push(exec.upload(&w.beta)?);
         }
         Ok(Pipeline {
@@ -275,6 +322,7 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
                 Some(f) => Some(exec.upload(&f)?),
                 None => None,
             },
+            conv,
             wt,
             beta,
             chunk: 0,
@@ -310,6 +358,7 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
         let (mut h, mut hp) = (exec.zeros(n * n_h * v)?, exec.zeros(n * n_h * v)?);
         let mut g = if self.fmix.is_some() { Some(exec.zeros(n * n_c * v)?) } else { None };
         let mut u = exec.zeros(n * v)?;
+        let mut scratch = exec.conv_scratch(&self.conv, n)?;
         let mut k = [exec.zeros(n * v)?, exec.zeros(n * v)?, exec.zeros(n * v)?, exec.zeros(n * v)?];
         let mut dv = [exec.zeros_d(n)?, exec.zeros_d(n)?, exec.zeros_d(n)?, exec.zeros_d(n)?];
         // the step and stage coefficients in R, as ode::stages_upto rounds them
@@ -333,7 +382,7 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
                     }
                     _ => &h,
                 };
-                exec.conv(&self.wt[slots[i]], feats, &mut k[i], n, l, n_c)?;
+                exec.conv(&self.conv, &self.wt[slots[i]], feats, &mut k[i], n, &mut scratch)?;
                 exec.divergence(&hp, &self.beta[slots[i]], &mut dv[i], n, v, n_h)?;
             }
             exec.rk4_combine(

@@ -5,9 +5,10 @@
 //! relative error < 1e-5, f64 < 1e-12; NaN never passes), and the whole sampler. Without one
 //! the GPU tests print "skipped: no CUDA driver" (or "no CUDA device") and pass.
 
+use super::conv::{Conv, ConvPath};
 use super::device::{self, Device, SOURCES};
 use super::emulate::{emulator, Emulator};
-use super::launch::{self, FeatureDims, Launcher, Pod, ENTRIES};
+use super::launch::{self, FeatureDims, FieldDims, Launcher, Pod, RealOut, SpectralMix, ENTRIES};
 use super::sampler::{self, sample_on_twins, CudaFlow};
 use super::{args, train, twin, Elem};
 use crate::error::Status;
@@ -443,13 +444,103 @@ mod checks {
         }
     }
 
+    /// spectral.cu: each pass against its twin, and the convolution by both paths (conv.rs)
+    /// against the direct sums of `flow::conv::direct`.
+    pub fn spectral<L: Launcher>(d: &L) {
+        fn run<L: Launcher, R: Elem>(d: &L) {
+            let r = |n: usize, seed: u64| -> Vec<R> { noise(n, seed, 1.0).iter().map(|&x| R::of(x)).collect() };
+            let t = tol::<R>();
+            for (l, n, n_c) in [(2, 2, 1), (3, 3, 2), (5, 2, 3), (6, 3, 2), (8, 2, 3)] {
+                let (v, sl) = (l * l, |m: usize| launch::spectrum_len(m, l));
+                let conv = Conv::<L, R>::new(d, ConvPath::Spectral, l, n_c).unwrap();
+                let tw = conv.twiddles().unwrap();
+                let what = |p: &str| format!("{p} (L = {l}, {})", R::SUFFIX);
+                // the passes, each on inputs rounded to R
+                let x = r(n * n_c * v, 1);
+                let mut rows = poisoned::<L, R>(d, sl(n * n_c));
+                launch::dft_rows(d, tw, &up(d, &x), &mut rows, n * n_c, l).unwrap();
+                assert_close(&what("dft rows"), &to64(&down(d, &rows)), &twin::spectral::dft_rows(&to64(&x), l), t);
+                let s = r(sl(n * n_c), 2);
+                for inverse in [false, true] {
+                    let mut cols = poisoned::<L, R>(d, sl(n * n_c));
+                    launch::dft_cols(d, tw, &up(d, &s), &mut cols, n * n_c, l, inverse).unwrap();
+                    let want = twin::spectral::dft_cols(&to64(&s), l, inverse);
+                    assert_close(&what("dft cols"), &to64(&down(d, &cols)), &want, t);
+                }
+                let mut real = poisoned::<L, R>(d, n * n_c * v);
+                launch::dft_c2r(d, tw, &up(d, &s), RealOut::Write(&mut real), n * n_c, l, 0.3).unwrap();
+                let want = twin::spectral::dft_c2r(&to64(&s), l, 0.3);
+                assert_close(&what("dft c2r"), &to64(&down(d, &real)), &want, t);
+                let base = noise(n * n_c * v + 5, 3, 1.0);
+                let mut acc = up(d, &base);
+                launch::dft_c2r(d, tw, &up(d, &s), RealOut::Add(&mut acc, 5), n * n_c, l, 0.3).unwrap();
+                let mut want_acc = base.clone();
+                want_acc[5..].iter_mut().zip(&want).for_each(|(a, w)| *a += w);
+                assert_close(&what("dft c2r (add)"), &down(d, &acc), &want_acc, t);
+                for (mode, nw, nx, no) in [
+                    (SpectralMix::Forward, n_c, n * n_c, n),
+                    (SpectralMix::Input, n_c, n, n * n_c),
+                    (SpectralMix::Kernel, n, n * n_c, n_c),
+                ] {
+                    let (w, x) = (r(sl(nw), 4), r(sl(nx), 5));
+                    let mut out = poisoned::<L, R>(d, sl(no));
+                    launch::spectral_mix(d, mode, &up(d, &w), &up(d, &x), &mut out, n, l, n_c).unwrap();
+                    let want = twin::spectral::mix(mode as u32, &to64(&w), &to64(&x), n, l, n_c);
+                    assert_close(&what(&format!("spectral mix {mode:?}")), &to64(&down(d, &out)), &want, t);
+                }
+                // the convolution, forward and backward, by both paths against the direct sums
+                let (w, g, kbar) = (r(n_c * v, 6), r(n * n_c * v, 7), r(n * v, 8));
+                let mut want = vec![0.0; n * v];
+                crate::flow::conv::direct::forward(l, n_c, &to64(&w), &to64(&g), &mut want);
+                let mut want_a = vec![0.0; n * n_c * v];
+                let mut want_wbar = vec![0.0; n_c * v];
+                crate::flow::conv::direct::backward(
+                    l,
+                    n_c,
+                    &to64(&w),
+                    &to64(&kbar),
+                    &to64(&g),
+                    &mut want_a,
+                    &mut want_wbar,
+                );
+                let dims = FieldDims { n_slots: 3, n_c, n_h: 1, n_tc: 1, n_orb: 1, l };
+                let wbar0 = noise(3 * n_c * v, 9, 1.0);
+                let mut want_all = wbar0.clone();
+                want_all[n_c * v..2 * n_c * v].iter_mut().zip(&want_wbar).for_each(|(a, w)| *a += w);
+                for path in [ConvPath::Direct, ConvPath::Spectral] {
+                    let c = Conv::<L, R>::new(d, path, l, n_c).unwrap();
+                    let p = c.prepare(d, up(d, &w)).unwrap();
+                    let mut s = c.scratch(d, n + 1).unwrap();
+                    let (dg, dk) = (up(d, &g), up(d, &kbar));
+                    let mut out = poisoned::<L, R>(d, n * v);
+                    c.forward(d, &p, &dg, &mut out, n, &mut s).unwrap();
+                    assert_close(&what(&format!("{path:?} forward")), &to64(&down(d, &out)), &want, t);
+                    let mut a = poisoned::<L, R>(d, n * n_c * v);
+                    let mut wbar = up(d, &wbar0);
+                    c.backward(d, &p, &dk, &dg, &mut a, &mut wbar, n, 1, dims, &mut s).unwrap();
+                    assert_close(&what(&format!("{path:?} backward a")), &to64(&down(d, &a)), &want_a, t);
+                    assert_close(&what(&format!("{path:?} backward wbar")), &down(d, &wbar), &want_all, t);
+                    if path == ConvPath::Spectral {
+                        let mut small = c.scratch(d, n - 1).unwrap();
+                        let err = c.forward(d, &p, &dg, &mut out, n, &mut small).unwrap_err();
+                        assert!(err.message.contains("scratch"), "{}", err.message);
+                    }
+                }
+            }
+        }
+        run::<L, f32>(d);
+        run::<L, f64>(d);
+    }
+
     /// The sampler's kernel sequence (Pipeline, in chunks) against the CPU flow.
     pub fn pipeline<L: Launcher>(d: &L) {
         fn run<L: Launcher, R: Elem>(d: &L, flow: &Flow, want: &Samples, t: f64, what: &str) {
-            let mut p = sampler::Pipeline::<R, L>::new(flow, d).unwrap();
-            p.set_chunk_fields(8); // 33 fields: four chunks of 8 and one of 1
-            let got = p.sample(d, flow.config.seed, Stream::Sample, 40, 33).unwrap();
-            assert_samples(what, &got, want, t);
+            for path in [ConvPath::Direct, ConvPath::Spectral] {
+                let mut p = sampler::Pipeline::<R, L>::with_path(flow, d, path).unwrap();
+                p.set_chunk_fields(8); // 33 fields: four chunks of 8 and one of 1
+                let got = p.sample(d, flow.config.seed, Stream::Sample, 40, 33).unwrap();
+                assert_samples(&format!("{what} {path:?}"), &got, want, t);
+            }
         }
         for (name, arch, l) in sampler_cases() {
             for precision in [Precision::F64, Precision::F32] {
@@ -481,6 +572,12 @@ fn gpu_action_and_force_match_cpu() {
 fn gpu_features_mix_conv_divergence_match_cpu() {
     let Some(d) = gpu() else { return };
     checks::field(&*d);
+}
+
+#[test]
+fn gpu_spectral_convolution_matches_cpu() {
+    let Some(d) = gpu() else { return };
+    checks::spectral(&*d);
 }
 
 #[test]
@@ -529,6 +626,7 @@ fn emulated_kernels_match_their_twins() {
     checks::field(e);
     checks::rk4(e);
     checks::metropolis(e);
+    checks::spectral(e);
 }
 
 #[test]
@@ -645,14 +743,17 @@ fn training_cases() -> Vec<(&'static str, Architecture, usize)> {
 fn check_training<L: Launcher>(d: &L) {
     fn run<L: Launcher, R: Elem>(d: &L, flow: &mut Flow, z: &[f64], what: &str, t: (f64, f64)) {
         let (loss, s, grad) = flow.loss_and_grad_of(z).unwrap();
-        let tr = train::Trainer::<R, L>::new(flow, d).unwrap();
-        let (gl, gs, gg) = tr.loss_and_grad_host(d, z).unwrap();
-        assert_close(&format!("{what}: loss"), &[gl], &[loss], t.0);
-        assert_close(&format!("{what}: log q"), &gs.log_q, &s.log_q, t.0);
-        assert_close(&format!("{what}: S"), &gs.action, &s.action, t.0);
-        // every parameter group on its own scale: none can hide behind a larger one
-        for (name, r) in flow.layout.groups() {
-            assert_close(&format!("{what}: gradient {name}"), &gg[r.clone()], &grad[r], t.1);
+        for path in [ConvPath::Direct, ConvPath::Spectral] {
+            let tr = train::Trainer::<R, L>::with_path(flow, d, path).unwrap();
+            let (gl, gs, gg) = tr.loss_and_grad_host(d, z).unwrap();
+            let what = format!("{what} {path:?}");
+            assert_close(&format!("{what}: loss"), &[gl], &[loss], t.0);
+            assert_close(&format!("{what}: log q"), &gs.log_q, &s.log_q, t.0);
+            assert_close(&format!("{what}: S"), &gs.action, &s.action, t.0);
+            // every parameter group on its own scale: none can hide behind a larger one
+            for (name, r) in flow.layout.groups() {
+                assert_close(&format!("{what}: gradient {name}"), &gg[r.clone()], &grad[r], t.1);
+            }
         }
         assert!(grad.iter().any(|&g| g.abs() > 1e-6), "{what}: a zero gradient tests nothing");
     }
@@ -687,7 +788,7 @@ fn emulated_training_steps_follow_the_cpu_steps() {
     let Some(e) = emulator() else { return };
     let (name, arch, l) = training_cases().remove(1);
     // micro-batches, and coarse integration for the first step (N_t 3 → 1 → 3)
-    for (micro, coarse) in [(0usize, 0usize), (3, 1)] {
+    for (micro, coarse, path) in [(0usize, 0usize, ConvPath::Direct), (3, 1, ConvPath::Spectral)] {
         let mut cpu = random_flow(l, arch.clone(), Precision::F64, 9);
         cpu.config.precision = Precision::F64;
         cpu.config.train.batch_size = 8;
@@ -695,7 +796,7 @@ fn emulated_training_steps_follow_the_cpu_steps() {
         cpu.config.train.coarse_ode_steps = coarse;
         cpu.config.train.coarse_steps = 1;
         let mut dev = cpu.snapshot();
-        let mut tr = train::Trainer::<f64, Emulator>::new(&dev, e).unwrap();
+        let mut tr = train::Trainer::<f64, Emulator>::with_path(&dev, e, path).unwrap();
         for _ in 0..2 {
             let a = cpu.train_step().unwrap();
             let b = train::train_step(e, &mut tr, &mut dev).unwrap();

@@ -12,6 +12,7 @@
 //! Written once over [`Launcher`]: the tests run it on the host emulation of the kernels
 //! against `Flow::loss_and_grad_of`; on a GPU, [`CudaTrainer`] runs it on the device.
 
+use super::conv::{Conv, ConvPath, Prepared, Scratch};
 use super::device::Device;
 use super::launch::{self, FeatureDims, FeaturesBackward, FieldDims, Launcher, ParamGrad};
 use super::Elem;
@@ -48,8 +49,9 @@ pub struct Trainer<R: Elem, L: Launcher> {
     omega: L::Buf<R>,
     /// F̃ (n_c × n_h) and F̃ᵀ (n_h × n_c), when features are mixed.
     fmix: Option<(L::Buf<R>, L::Buf<R>)>,
-    /// W_t (n_c × V) and β (n_h) of every slot.
-    wt: Vec<L::Buf<R>>,
+    /// The convolution, W_t (n_c × V) of every slot prepared for it, and β (n_h).
+    conv: Conv<L, R>,
+    wt: Vec<Prepared<L, R>>,
     beta: Vec<L::Buf<R>>,
     w0: L::Buf<R>,
     /// K(t_s) (d_t) of every slot, for ∂T on the host.
@@ -57,8 +59,14 @@ pub struct Trainer<R: Elem, L: Launcher> {
 }
 
 impl<R: Elem, L: Launcher> Trainer<R, L> {
-    /// Prepares `flow`'s field on `dev` and loads its current parameters.
+    /// Prepares `flow`'s field on `dev` and loads its current parameters, convolving by the
+    /// path [`ConvPath::choose`] picks.
     pub fn new(flow: &Flow, dev: &L) -> Result<Self> {
+        Self::with_path(flow, dev, ConvPath::choose(flow.lattice.size(), flow.layout.n_c)?)
+    }
+
+    /// As `new`, convolving by `path`.
+    pub fn with_path(flow: &Flow, dev: &L, path: ConvPath) -> Result<Self> {
         if flow.has_custom_action() {
             return Err(Error::invalid(
                 "CUDA training: a host action (eqflow_flow_set_action) cannot run on the device",
@@ -105,7 +113,8 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
             kp: dev.alloc_zeros(n_slots * layout.n_tc)?,
             omega: dev.alloc_zeros(layout.omega.len())?,
             fmix: None,
-            wt: (0..n_slots).map(|_| dev.alloc_zeros(layout.n_c * v)).collect::<Result<_>>()?,
+            conv: Conv::new(dev, path, l, layout.n_c)?,
+            wt: (0..n_slots).map(|_| Ok(Prepared::empty(dev.alloc_zeros(layout.n_c * v)?))).collect::<Result<_>>()?,
             beta: (0..n_slots).map(|_| dev.alloc_zeros(layout.n_h)).collect::<Result<_>>()?,
             w0: dev.alloc_zeros(n_slots * layout.n_c)?,
             k_raw: Vec::new(),
@@ -144,13 +153,15 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
         }
         self.kp = dev.upload(&kp)?;
         for s in 0..d.n_slots {
-            launch::slot_weights(dev, &self.w64, &self.kp, &self.orbit_of, &mut self.wt[s], &mut self.w0, s, d)?;
-            launch::slot_beta(dev, &self.wt[s], self.fmix.as_ref().map(|f| &f.0), &mut self.beta[s], d)?;
+            launch::slot_weights(dev, &self.w64, &self.kp, &self.orbit_of, &mut self.wt[s].w, &mut self.w0, s, d)?;
+            launch::slot_beta(dev, &self.wt[s].w, self.fmix.as_ref().map(|f| &f.0), &mut self.beta[s], d)?;
+            self.conv.refresh(dev, &mut self.wt[s])?;
         }
         Ok(())
     }
 
     /// The features of `u` into `bank` and the field f(u, t_slot) into `k`.
+    #[allow(clippy::too_many_arguments)]
     fn eval(
         &self,
         dev: &L,
@@ -159,6 +170,7 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
         bank: &mut Bank<L, R>,
         k: &mut L::Buf<R>,
         n: usize,
+        s: &mut Scratch<L, R>,
     ) -> Result<()> {
         let (v, n_c, n_h) = (self.fd.v, self.d.n_c, self.d.n_h);
         launch::features(dev, u, &self.omega, &mut bank.h, &mut bank.hp, FeatureDims { n, ..self.fd })?;
@@ -166,7 +178,7 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
             launch::mix(dev, f, &bank.h, g, n, v, n_h, n_c)?;
         }
         let feats = bank.g.as_ref().unwrap_or(&bank.h);
-        launch::conv_direct(dev, &self.wt[slot], feats, k, n, self.d.l, n_c)
+        self.conv.forward(dev, &self.wt[slot], feats, k, n, s)
     }
 
     /// The loss (mean of log q + S), log q and S of each field, and the gradient (the flow's
@@ -189,6 +201,7 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
             })
         };
         let mut banks = [bank()?, bank()?, bank()?, bank()?];
+        let mut scratch = self.conv.scratch(dev, n)?;
         let mut k: Vec<L::Buf<R>> = (0..4).map(|_| dev.alloc_zeros(len)).collect::<Result<_>>()?;
         let mut u: Vec<L::Buf<R>> = (0..4).map(|_| dev.alloc_zeros(len)).collect::<Result<_>>()?;
         let mut dv: Vec<L::Buf<f64>> = (0..4).map(|_| dev.alloc_zeros(n)).collect::<Result<_>>()?;
@@ -212,7 +225,7 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
                     launch::rk4_point(dev, &states[step], &prev[i - 1], &mut u[i], coef[i].f64(), len)?;
                 }
                 let point = if i == 0 { &states[step] } else { &u[i] };
-                self.eval(dev, slots[i], point, &mut banks[0], &mut k[i], n)?;
+                self.eval(dev, slots[i], point, &mut banks[0], &mut k[i], n, &mut scratch)?;
                 launch::divergence(dev, &banks[0].hp, &self.beta[slots[i]], &mut dv[i], n, v, n_h)?;
             }
             let mut next = dev.alloc_zeros::<R>(len)?;
@@ -262,7 +275,7 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
                 }
                 let point = if i == 0 { &states[step] } else { &u[i] };
                 if i < 3 {
-                    self.eval(dev, slots[i], point, &mut banks[i], &mut k[i], n)?;
+                    self.eval(dev, slots[i], point, &mut banks[i], &mut k[i], n, &mut scratch)?;
                 } else {
                     let b = &mut banks[3];
                     launch::features(dev, point, &self.omega, &mut b.h, &mut b.hp, fd)?;
@@ -283,7 +296,7 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
                 let point = if i == 0 { &states[step] } else { &u[i] };
                 let bank = &banks[i];
                 let feats = bank.g.as_ref().unwrap_or(&bank.h);
-                launch::conv_backward(dev, &self.wt[s], &kbar, feats, &mut abuf, &mut wbar, n, s, d)?;
+                self.conv.backward(dev, &self.wt[s], &kbar, feats, &mut abuf, &mut wbar, n, s, d, &mut scratch)?;
                 let hb = match (&self.fmix, hbar.as_mut(), fbar.as_mut()) {
                     (Some((_, ft)), Some(hb), Some(fb)) => {
                         // h̄ = F̃ᵀ ḡ, F̄ += Σ_b ḡ hᵀ
@@ -392,7 +405,7 @@ pub(crate) fn train_step<R: Elem, L: Launcher>(d: &L, t: &mut Trainer<R, L>, flo
     if t.arch.ode_steps != nt {
         let mut f = flow.snapshot();
         f.set_ode_steps(nt)?;
-        *t = Trainer::new(&f, d)?;
+        *t = Trainer::with_path(&f, d, t.conv.path())?;
     }
     check_same(t, flow)?;
     step_with(d, t, flow)

@@ -171,3 +171,121 @@ pub fn metropolis(log_q: &[f64], action: &[f64], u: &[f64], cur: Option<(f64, f6
     }
     (state, accepted)
 }
+
+/// spectral.cu's passes, in f64 from their definitions (half spectra: k1 < L/2 + 1, (re, im)
+/// pairs, `[m][k0][k1]`).
+pub mod spectral {
+    /// e^{± 2πi j k / L} as (cos, ±sin), the exponent reduced mod L first.
+    fn e(l: usize, jk: usize, sign: f64) -> (f64, f64) {
+        let th = 2.0 * std::f64::consts::PI * (jk % l) as f64 / l as f64;
+        (th.cos(), sign * th.sin())
+    }
+
+    /// `eqflow_dft_rows`: the transforms along the rows of m real l × l arrays.
+    pub fn dft_rows(x: &[f64], l: usize) -> Vec<f64> {
+        let h = l / 2 + 1;
+        let mut out = Vec::with_capacity(2 * x.len() / l * h);
+        for row in x.chunks(l) {
+            for k1 in 0..h {
+                let (mut re, mut im) = (0.0, 0.0);
+                for (x1, &v) in row.iter().enumerate() {
+                    let (c, s) = e(l, k1 * x1, -1.0);
+                    re += v * c;
+                    im += v * s;
+                }
+                out.extend([re, im]);
+            }
+        }
+        out
+    }
+
+    /// `eqflow_dft_cols`: the transforms along the columns of m half spectra.
+    pub fn dft_cols(x: &[f64], l: usize, inverse: bool) -> Vec<f64> {
+        let h = l / 2 + 1;
+        let sign = if inverse { 1.0 } else { -1.0 };
+        let mut out = vec![0.0; x.len()];
+        for (xm, om) in x.chunks(2 * l * h).zip(out.chunks_mut(2 * l * h)) {
+            for k in 0..l {
+                for k1 in 0..h {
+                    let (mut re, mut im) = (0.0, 0.0);
+                    for j in 0..l {
+                        let (xr, xi) = (xm[2 * (j * h + k1)], xm[2 * (j * h + k1) + 1]);
+                        let (c, s) = e(l, j * k, sign);
+                        re += xr * c - xi * s;
+                        im += xr * s + xi * c;
+                    }
+                    om[2 * (k * h + k1)] = re;
+                    om[2 * (k * h + k1) + 1] = im;
+                }
+            }
+        }
+        out
+    }
+
+    /// `eqflow_dft_c2r`: scale × the real inverse transforms along the rows of m half spectra.
+    pub fn dft_c2r(x: &[f64], l: usize, scale: f64) -> Vec<f64> {
+        let h = l / 2 + 1;
+        let mut out = Vec::with_capacity(x.len() / (2 * h) * l);
+        for row in x.chunks(2 * h) {
+            for x1 in 0..l {
+                let mut acc = 0.0;
+                for k1 in 0..h {
+                    let (c, s) = e(l, k1 * x1, 1.0);
+                    let w = if k1 == 0 || 2 * k1 == l { 1.0 } else { 2.0 };
+                    acc += w * (row[2 * k1] * c - row[2 * k1 + 1] * s);
+                }
+                out.push(scale * acc);
+            }
+        }
+        out
+    }
+
+    /// `eqflow_spectral_mix` with mode 0 (forward), 1 (input) or 2 (kernel).
+    pub fn mix(mode: u32, w: &[f64], x: &[f64], n: usize, l: usize, n_c: usize) -> Vec<f64> {
+        let nk = l * (l / 2 + 1);
+        let at = |a: &[f64], i: usize, k: usize| (a[2 * (i * nk + k)], a[2 * (i * nk + k) + 1]);
+        let mul = |(a, b): (f64, f64), (c, d): (f64, f64)| (a * c - b * d, a * d + b * c);
+        let mut out = Vec::new();
+        match mode {
+            0 => {
+                for b in 0..n {
+                    for k in 0..nk {
+                        let (mut re, mut im) = (0.0, 0.0);
+                        for c in 0..n_c {
+                            let p = mul(at(w, c, k), at(x, b * n_c + c, k));
+                            re += p.0;
+                            im += p.1;
+                        }
+                        out.extend([re, im]);
+                    }
+                }
+            }
+            1 => {
+                for b in 0..n {
+                    for c in 0..n_c {
+                        for k in 0..nk {
+                            let (wr, wi) = at(w, c, k);
+                            let p = mul((wr, -wi), at(x, b, k));
+                            out.extend([p.0, p.1]);
+                        }
+                    }
+                }
+            }
+            _ => {
+                for c in 0..n_c {
+                    for k in 0..nk {
+                        let (mut re, mut im) = (0.0, 0.0);
+                        for b in 0..n {
+                            let (xr, xi) = at(x, b * n_c + c, k);
+                            let p = mul(at(w, b, k), (xr, -xi));
+                            re += p.0;
+                            im += p.1;
+                        }
+                        out.extend([re, im]);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
