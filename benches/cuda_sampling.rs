@@ -3,10 +3,16 @@
 //! in f64 and f32; then the same for the loss and gradient of a training batch and a whole
 //! training step. Without a CUDA driver or device it says so and exits 0.
 //!
+//! Then, on the device only, the throughput table: for each L of --gpu-sizes, each
+//! convolution path and each batch of --gpu-batches, proposals with log q per second (f32,
+//! default architecture), seconds per training step (f32), device memory in use, and the
+//! floor of the convolutions alone (their multiply-adds over 60 TFLOP/s fp32).
+//!
 //! cargo bench --bench cuda_sampling -- [--sizes 6,8,12] [--n 256] [--train-sizes 6,12]
-//!     [--batch 100] [--threads 0]
+//!     [--batch 100] [--threads 0] [--gpu-sizes 32,64] [--gpu-batches 256,4096]
+//!     [--gpu-seconds 20]
 
-use eqflow::cuda::{CudaFlow, CudaTrainer, Device};
+use eqflow::cuda::{ConvPath, CudaFlow, CudaTrainer, Device};
 use eqflow::flow::{Architecture, Flow, FlowConfig, Precision};
 use eqflow::rng::Stream;
 use std::time::Instant;
@@ -38,6 +44,74 @@ fn main() {
         arg(&args, "--train-sizes", "6,12").split(',').map(|s| s.parse().expect("--train-sizes")).collect();
     let batch: usize = arg(&args, "--batch", "100").parse().expect("--batch");
     training(&device, &train_sizes, batch, threads);
+    let gpu_sizes: Vec<usize> =
+        arg(&args, "--gpu-sizes", "32,64").split(',').map(|s| s.parse().expect("--gpu-sizes")).collect();
+    let gpu_batches: Vec<usize> =
+        arg(&args, "--gpu-batches", "256,4096").split(',').map(|s| s.parse().expect("--gpu-batches")).collect();
+    let budget: f64 = arg(&args, "--gpu-seconds", "20").parse().expect("--gpu-seconds");
+    throughput(&device, &gpu_sizes, &gpu_batches, budget);
+}
+
+/// Multiply-adds of the convolutions of one field through the flow (4 N_t stages), and of
+/// a training step's field (forward, recomputed stages, and a backward pass of about twice
+/// the forward's cost).
+fn conv_macs(flow: &Flow, path: ConvPath, training: bool) -> f64 {
+    let stages = 4.0 * flow.config.arch.ode_steps as f64;
+    let one = path.cost(flow.lattice.size(), flow.layout.n_c) as f64 * stages;
+    if training {
+        4.0 * one
+    } else {
+        one
+    }
+}
+
+fn throughput(device: &std::sync::Arc<Device>, sizes: &[usize], batches: &[usize], budget: f64) {
+    const PEAK: f64 = 60e12; // H200 fp32 FLOP/s without tensor cores
+    println!();
+    println!("device only, f32, default architecture; floor = the convolutions' 2 x multiply-adds / 60 TFLOP/s");
+    println!("| L | conv | batch | proposals/s | s / training step | memory in use MiB | floor s / batch | measured / floor |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &l in sizes {
+        for path in [ConvPath::Direct, ConvPath::Spectral] {
+            for &batch in batches {
+                let mut flow = random_flow(l, Precision::F32, 1);
+                flow.config.train.batch_size = batch;
+                let floor = 2.0 * conv_macs(&flow, path, false) * batch as f64 / PEAK;
+                // skip what would take far longer than the budget (at 1/4 of the peak)
+                if 4.0 * floor > budget {
+                    println!("| {l} | {path:?} | {batch} | skipped: floor {floor:.1} s | | | {floor:.2e} | |");
+                    continue;
+                }
+                let row = (|| -> eqflow::Result<String> {
+                    let cuda = CudaFlow::with_conv_path(&flow, device.clone(), path)?;
+                    let _ = cuda.sample_at(Stream::Sample, 0, 1)?;
+                    let t0 = Instant::now();
+                    cuda.sample_at(Stream::Sample, 0, batch)?;
+                    let t_sample = t0.elapsed().as_secs_f64();
+                    let mem = device.memory_in_use()? as f64 / (1 << 20) as f64;
+                    let train_floor = 2.0 * conv_macs(&flow, path, true) * batch as f64 / PEAK;
+                    let t_step = if 4.0 * train_floor > budget {
+                        "skipped".to_string()
+                    } else {
+                        let mut tr = CudaTrainer::with_conv_path(&flow, device.clone(), path)?;
+                        tr.train_step(&mut flow)?;
+                        let t0 = Instant::now();
+                        tr.train_step(&mut flow)?;
+                        format!("{:.4}", t0.elapsed().as_secs_f64())
+                    };
+                    Ok(format!(
+                        "| {l} | {path:?} | {batch} | {:.0} | {t_step} | {mem:.0} | {floor:.2e} | {:.1} |",
+                        batch as f64 / t_sample,
+                        t_sample / floor
+                    ))
+                })();
+                match row {
+                    Ok(r) => println!("{r}"),
+                    Err(e) => println!("| {l} | {path:?} | {batch} | error: {e} | | | | |"),
+                }
+            }
+        }
+    }
 }
 
 /// A seed-architecture flow at side l with random W (W = 0 is the identity map).

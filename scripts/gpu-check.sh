@@ -58,7 +58,7 @@ run)
     sed -n '/^failures:/,$p' "$log" | head -80
   fi
   echo
-  timeout 150 "$dir/cuda-sampling-bench" --sizes 6,8,12 --n 256 || echo "bench: exit $?"
+  timeout 240 "$dir/cuda-sampling-bench" --sizes 6,8,12 --n 256 --gpu-sizes 32,64 --gpu-batches 256,4096 --gpu-seconds 10 || echo "bench: exit $?"
   skipped=$(grep -c "skipped: no CUDA" "$log" || true)
   rm -f "$log"
   [ $rc -eq 0 ] || exit 1

@@ -184,6 +184,14 @@ impl Device {
         })
     }
 
+    /// Bytes of device memory in use (by every process on the device): total − free.
+    pub fn memory_in_use(&self) -> Result<usize> {
+        guard("CUDA memory info", Status::Device, || {
+            let (free, total) = self.ctx.mem_get_info().map_err(|e| driver_error("cuMemGetInfo", e))?;
+            Ok(total.saturating_sub(free))
+        })
+    }
+
     /// Waits for all work on the stream.
     pub fn synchronize(&self) -> Result<()> {
         guard("CUDA synchronize", Status::Device, || {

@@ -459,11 +459,17 @@ pub struct CudaFlow {
 }
 
 impl CudaFlow {
-    /// Uploads `flow`'s sampling field (its current parameters) to `device`.
+    /// Uploads `flow`'s sampling field (its current parameters) to `device`, convolving by
+    /// the path [`ConvPath::choose`] picks.
     pub fn new(flow: &Flow, device: Arc<Device>) -> Result<Self> {
+        Self::with_conv_path(flow, device, ConvPath::choose(flow.lattice.size(), flow.layout.n_c)?)
+    }
+
+    /// As `new`, convolving by `path`.
+    pub fn with_conv_path(flow: &Flow, device: Arc<Device>, path: ConvPath) -> Result<Self> {
         let field = match flow.config.sample_precision {
-            Precision::F32 => Field::F32(Pipeline::new(flow, &*device)?),
-            Precision::F64 => Field::F64(Pipeline::new(flow, &*device)?),
+            Precision::F32 => Field::F32(Pipeline::with_path(flow, &*device, path)?),
+            Precision::F64 => Field::F64(Pipeline::with_path(flow, &*device, path)?),
         };
         Ok(CudaFlow { device, field, seed: flow.config.seed, v: flow.volume() })
     }

@@ -425,11 +425,17 @@ pub struct CudaTrainer {
 }
 
 impl CudaTrainer {
-    /// Prepares `flow` for training on `device`.
+    /// Prepares `flow` for training on `device`, convolving by the path [`ConvPath::choose`]
+    /// picks.
     pub fn new(flow: &Flow, device: Arc<Device>) -> Result<Self> {
+        Self::with_conv_path(flow, device, ConvPath::choose(flow.lattice.size(), flow.layout.n_c)?)
+    }
+
+    /// As `new`, convolving by `path`.
+    pub fn with_conv_path(flow: &Flow, device: Arc<Device>, path: ConvPath) -> Result<Self> {
         let trainer = match flow.config.precision {
-            Precision::F32 => AnyTrainer::F32(Trainer::new(flow, &*device)?),
-            Precision::F64 => AnyTrainer::F64(Trainer::new(flow, &*device)?),
+            Precision::F32 => AnyTrainer::F32(Trainer::with_path(flow, &*device, path)?),
+            Precision::F64 => AnyTrainer::F64(Trainer::with_path(flow, &*device, path)?),
         };
         Ok(CudaTrainer { device, trainer })
     }
