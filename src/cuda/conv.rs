@@ -2,8 +2,9 @@
 //! two paths with the same results up to rounding:
 //!
 //! - [`ConvPath::Direct`]: the direct sums of conv.cu and train.cu, O(n_c V²) per field;
-//! - [`ConvPath::Spectral`]: discrete Fourier transforms (spectral.cu), O(n_c V L) per field,
-//!   for any L. The kernel's spectrum is prepared once per parameter load; per field the
+//! - [`ConvPath::Spectral`]: discrete Fourier transforms (spectral.cu): radix-2 FFTs along
+//!   rows and columns where L is a power of two up to 64 (O(n_c V log L) per field), direct
+//!   DFTs otherwise (O(n_c V L), any L). The kernel's spectrum is prepared once per parameter load; per field the
 //!   forward pass transforms the n_c channels, multiplies and sums them in Fourier space and
 //!   transforms back once; the backward pass transforms k̄ and the channels, and the kernel's
 //!   cotangent is summed over the batch in Fourier space before one inverse transform per
@@ -30,8 +31,15 @@ impl ConvPath {
         let (v, h) = (l * l, l / 2 + 1);
         match self {
             ConvPath::Direct => n_c * v * v,
-            // rows (real × complex: 2), columns (4), products (4 n_c per frequency), inverse
-            // columns (4) and rows (2)
+            // by FFT: a line of L costs (L/2) log2 L butterflies of ~6 multiply-adds; lines:
+            // n_c L rows, n_c h columns, h inverse columns, L inverse rows; products 4 n_c
+            // per frequency
+            ConvPath::Spectral if launch::fft_ok(l) => {
+                let line = 3 * l * l.trailing_zeros() as usize;
+                (n_c * l + n_c * h + h + l) * line + 4 * n_c * l * h
+            }
+            // by DFT: rows (real × complex: 2), columns (4), products (4 n_c per frequency),
+            // inverse columns (4) and rows (2)
             ConvPath::Spectral => (2 * n_c * l + 4 * n_c * l + 4 * n_c + 4 * l) * l * h + 2 * v * h,
         }
     }

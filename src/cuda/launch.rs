@@ -14,7 +14,7 @@ const BLOCK: u32 = 256;
 const REDUCE_BLOCK: u32 = 256;
 
 /// (file, entry point, typed): the kernels launched here; typed ones have _f32 and _f64 variants.
-pub(crate) const ENTRIES: [(&str, &str, bool); 26] = [
+pub(crate) const ENTRIES: [(&str, &str, bool); 29] = [
     ("rng", "eqflow_philox_words", false),
     ("rng", "eqflow_prior_normal", true),
     ("rng", "eqflow_uniform", false),
@@ -41,6 +41,9 @@ pub(crate) const ENTRIES: [(&str, &str, bool); 26] = [
     ("spectral", "eqflow_dft_cols", true),
     ("spectral", "eqflow_dft_c2r", true),
     ("spectral", "eqflow_spectral_mix", true),
+    ("spectral", "eqflow_fft_rows", true),
+    ("spectral", "eqflow_fft_cols", true),
+    ("spectral", "eqflow_fft_c2r", true),
 ];
 
 /// Plain data the kernels read and write (f32, f64, i32, u32).
@@ -819,6 +822,22 @@ pub(crate) fn spectrum_len(m: usize, l: usize) -> usize {
     2 * m * l * (l / 2 + 1)
 }
 
+/// Whether spectral.cu transforms lines of length l by FFT (a power of two up to FFT_MAX = 64)
+/// rather than by per-output sums.
+pub(crate) fn fft_ok(l: usize) -> bool {
+    l.is_power_of_two() && (2..=64).contains(&l)
+}
+
+/// (entry, threads) of a pass: the FFT form (one thread per line of `lines`) where it applies,
+/// else the DFT form (one thread per output of `outputs`).
+fn pass(dft: usize, fft: usize, l: usize, outputs: usize, lines: usize) -> Result<(usize, u32)> {
+    if fft_ok(l) {
+        Ok((fft, blocks(lines)?))
+    } else {
+        Ok((dft, blocks(outputs)?))
+    }
+}
+
 fn spectral_args<L: Launcher, R: Elem>(dev: &L, tw: &L::Buf<R>, m: usize, l: usize) -> Result<SpectralArgs> {
     need::<L, _>("tw", tw, 2 * l)?;
     Ok(SpectralArgs { tw: ptr(dev, tw), m: u32_of("m", m)?, l: u32_of("l", l)?, ..SpectralArgs::default() })
@@ -836,7 +855,8 @@ pub(crate) fn dft_rows<L: Launcher, R: Elem>(
     need::<L, _>("x", x, m * l * l)?;
     need::<L, _>("out", out, spectrum_len(m, l))?;
     let a = SpectralArgs { input: ptr(dev, x), out: ptr_mut(dev, out), ..spectral_args(dev, tw, m, l)? };
-    launch(dev, 22, Some(R::SUFFIX), blocks(spectrum_len(m, l) / 2)?, BLOCK, a)
+    let (entry, grid) = pass(22, 26, l, spectrum_len(m, l) / 2, m * l)?;
+    launch(dev, entry, Some(R::SUFFIX), grid, BLOCK, a)
 }
 
 /// out (m spectra) = the transforms along the columns of x (m spectra), e^{−…} or, if
@@ -858,7 +878,8 @@ pub(crate) fn dft_cols<L: Launcher, R: Elem>(
         mode: inverse as u32,
         ..spectral_args(dev, tw, m, l)?
     };
-    launch(dev, 23, Some(R::SUFFIX), blocks(spectrum_len(m, l) / 2)?, BLOCK, a)
+    let (entry, grid) = pass(23, 27, l, spectrum_len(m, l) / 2, m * (l / 2 + 1))?;
+    launch(dev, entry, Some(R::SUFFIX), grid, BLOCK, a)
 }
 
 /// Where the real inverse transform along the rows goes.
@@ -891,7 +912,8 @@ pub(crate) fn dft_c2r<L: Launcher, R: Elem>(
         }
     };
     let a = SpectralArgs { input: ptr(dev, x), out, scale, offset, mode, ..spectral_args(dev, tw, m, l)? };
-    launch(dev, 24, Some(R::SUFFIX), blocks(m * l * l)?, BLOCK, a)
+    let (entry, grid) = pass(24, 28, l, m * l * l, m * l)?;
+    launch(dev, entry, Some(R::SUFFIX), grid, BLOCK, a)
 }
 
 /// The products of spectra (spectral.cu `eqflow_spectral_mix`).
