@@ -29,8 +29,9 @@
 
 // The CUDA backend: `eqflow_backend_available` returns 1 where a CUDA driver and a device
 // are present. Flows made or loaded in a CUDA context train, sample and estimate their ESS
-// on the device; log q of given configurations and chains run on the CPU; RealNVP flows and
-// `eqflow_chain_load` refuse a CUDA context (see kernels/README.md).
+// on the device, and their chains push proposals there; log q of given configurations and
+// the chains' decisions run on the CPU; RealNVP flows and `eqflow_chain_load` refuse a CUDA
+// context (see kernels/README.md).
 #define EQFLOW_BACKEND_CUDA 1
 
 // Architecture preset: the seed paper's (hat kernel d_t = 10, 50 sines, N_t = 54).
@@ -437,7 +438,9 @@ eqflow_status eqflow_chain_set_action(struct eqflow_chain *chain, eqflow_action_
 // Creates a chain over a frozen snapshot of `flow` with its own random stream `seed`. The
 // chain has no state until the first `eqflow_chain_step` (whose first proposal is always
 // accepted) or `eqflow_chain_set_state`. On success `*out` holds a new chain for
-// `eqflow_chain_free`.
+// `eqflow_chain_free`. A continuous flow made in a CUDA context gives a chain whose
+// proposals are pushed through the flow on the device (the same chain up to rounding; with
+// a host action set, on the CPU).
 //
 // # Safety
 // `flow` is a valid flow; `out` writable storage.

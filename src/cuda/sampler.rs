@@ -512,6 +512,12 @@ impl CudaFlow {
     }
 }
 
+impl crate::mcmc::metropolis::Push for CudaFlow {
+    fn push_forward(&mut self, z: &[f64]) -> Result<Samples> {
+        CudaFlow::push_forward(self, z)
+    }
+}
+
 /// The sampler's kernel sequence on the CPU twins, in chunks of `chunk` fields:
 /// `Flow::sample_at` recomputed the way the device computes it (the test of the sequence
 /// without a GPU).

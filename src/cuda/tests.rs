@@ -636,6 +636,46 @@ fn emulated_kernel_sequence_reproduces_the_cpu_flow() {
     checks::pipeline(e);
 }
 
+/// The sampler's kernel sequence on the host emulation, as a chain's pusher.
+struct EmulatedPusher(sampler::Pipeline<f64, Emulator>, &'static Emulator);
+
+impl crate::mcmc::metropolis::Push for EmulatedPusher {
+    fn push_forward(&mut self, z: &[f64]) -> crate::error::Result<Samples> {
+        self.0.push_forward_host(self.1, z)
+    }
+}
+
+#[test]
+fn emulated_device_proposals_give_the_cpu_chain() {
+    let Some(e) = emulator() else { return };
+    // a weak flow on 4 × 4 sites, so that the chain both accepts and rejects
+    let flow = random_flow(4, small(Architecture::seed(), 6), Precision::F64, 3);
+    let mut plain = crate::mcmc::metropolis::Chain::new(&flow, 21);
+    let mut pushed = crate::mcmc::metropolis::Chain::new(&flow, 21);
+    let p = sampler::Pipeline::with_path(&flow, e, ConvPath::Spectral).unwrap();
+    pushed.set_pusher(Some(Box::new(EmulatedPusher(p, e))));
+    assert!(pushed.has_pusher());
+    let (a, b) = (plain.step(300).unwrap(), pushed.step(300).unwrap());
+    assert_eq!(a, b, "accept flags");
+    let n_acc = a.iter().filter(|&&x| x).count();
+    assert!((5..295).contains(&n_acc), "a trivial chain: {n_acc} of 300 accepted");
+    let (sa, sb) = (plain.state().unwrap(), pushed.state().unwrap());
+    assert_close("chain state", &sb.phi, &sa.phi, 1e-12);
+    assert_close("chain log q", &[sb.log_q], &[sa.log_q], 1e-12);
+    // a host action cannot run on the device: setting one drops the pusher
+    struct Same(crate::Action);
+    impl crate::flow::CustomAction for Same {
+        fn evaluate(&self, phi: &[f64], action: &mut [f64], _force: Option<&mut [f64]>) -> crate::error::Result<()> {
+            for (s, p) in action.iter_mut().zip(phi.chunks(16)) {
+                *s = self.0.action_one(p);
+            }
+            Ok(())
+        }
+    }
+    pushed.set_custom_action(Some(Arc::new(Same(flow.action.clone()))));
+    assert!(!pushed.has_pusher());
+}
+
 #[test]
 fn emulator_catches_writes_past_the_end_and_bad_launches() {
     let Some(e) = emulator() else { return };

@@ -71,7 +71,9 @@ unsafe fn chain_ref<'a>(chain: *const eqflow_chain) -> Result<&'a eqflow_chain> 
 /// Creates a chain over a frozen snapshot of `flow` with its own random stream `seed`. The
 /// chain has no state until the first `eqflow_chain_step` (whose first proposal is always
 /// accepted) or `eqflow_chain_set_state`. On success `*out` holds a new chain for
-/// `eqflow_chain_free`.
+/// `eqflow_chain_free`. A continuous flow made in a CUDA context gives a chain whose
+/// proposals are pushed through the flow on the device (the same chain up to rounding; with
+/// a host action set, on the CPU).
 ///
 /// # Safety
 /// `flow` is a valid flow; `out` writable storage.
@@ -85,7 +87,13 @@ pub unsafe extern "C" fn eqflow_chain_new(
         let f: &eqflow_flow = arg_ref(flow, "flow")?;
         let out = super::boundary::arg_out(out, "out")?;
         let guard = lock(&f.inner, "flow")?;
-        let chain = Chain::new(&*guard, seed);
+        let mut chain = Chain::new(&*guard, seed);
+        // a continuous flow in a CUDA context pushes the chain's proposals on the device
+        if let (Some(dev), AnyFlow::Continuous(flow)) = (&f.cuda, &*guard) {
+            if !flow.has_custom_action() {
+                chain.set_pusher(Some(Box::new(crate::cuda::CudaFlow::new(flow, dev.clone())?)));
+            }
+        }
         drop(guard);
         give(out, eqflow_chain::new(chain));
         Ok(())

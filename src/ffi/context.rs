@@ -9,8 +9,9 @@ use std::mem::size_of;
 pub const EQFLOW_BACKEND_CPU: i32 = 0;
 /// The CUDA backend: `eqflow_backend_available` returns 1 where a CUDA driver and a device
 /// are present. Flows made or loaded in a CUDA context train, sample and estimate their ESS
-/// on the device; log q of given configurations and chains run on the CPU; RealNVP flows and
-/// `eqflow_chain_load` refuse a CUDA context (see kernels/README.md).
+/// on the device, and their chains push proposals there; log q of given configurations and
+/// the chains' decisions run on the CPU; RealNVP flows and `eqflow_chain_load` refuse a CUDA
+/// context (see kernels/README.md).
 pub const EQFLOW_BACKEND_CUDA: i32 = 1;
 
 /// Where and with how many threads flows compute.

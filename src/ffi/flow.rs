@@ -66,9 +66,9 @@ pub const EQFLOW_FLOW_REALNVP: i32 = 1;
 pub struct eqflow_flow {
     pub(crate) inner: Mutex<AnyFlow>,
     pub(crate) volume: usize,
-    /// The device of a flow made in a CUDA context: training steps, samples and the ESS run
-    /// there (log q of given configurations, reweighting's action terms and chains stay on
-    /// the CPU). Device objects are made per call from the flow's parameters, so nothing on
+    /// The device of a flow made in a CUDA context: training steps, samples, the ESS and the
+    /// proposals of its chains run there (log q of given configurations, reweighting's
+    /// action terms and the chains' decisions stay on the CPU). Device objects are made per call from the flow's parameters, so nothing on
     /// the device can go stale.
     pub(crate) cuda: Option<Arc<crate::cuda::Device>>,
 }

@@ -158,6 +158,20 @@ unsafe fn cuda_flow_follows_the_cpu_flow(ctx: *mut eqflow_context) {
     assert_eq!(eqflow_flow_ess(g, 64, &mut eg), EQFLOW_STATUS_OK, "{}", last());
     assert_eq!(eqflow_flow_ess(c, 64, &mut ec), EQFLOW_STATUS_OK, "{}", last());
     close(&[eg], &[ec], "ESS");
+    // chains: the CUDA flow's pushes its proposals on the device, with the same decisions
+    let steps = 200;
+    let mut fields = [vec![0.0; steps * 16], vec![0.0; steps * 16]];
+    let mut flags = [vec![0u8; steps], vec![0u8; steps]];
+    for (i, f) in [g, c].into_iter().enumerate() {
+        let mut ch = null_mut();
+        assert_eq!(eqflow_chain_new(f, 5, &mut ch), EQFLOW_STATUS_OK, "{}", last());
+        let (p, a) = (&mut fields[i], &mut flags[i]);
+        let st = eqflow_chain_step(ch, steps, p.as_mut_ptr(), p.len(), a.as_mut_ptr(), a.len(), null_mut());
+        assert_eq!(st, EQFLOW_STATUS_OK, "{}", last());
+        eqflow_chain_free(ch);
+    }
+    assert_eq!(flags[0], flags[1], "CUDA vs CPU chain: accept flags");
+    close(&fields[0], &fields[1], "chain states");
     eqflow_flow_free(g);
     eqflow_flow_free(c);
     eqflow_context_free(cpu_ctx);

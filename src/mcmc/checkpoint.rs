@@ -90,5 +90,5 @@ pub fn from_slice<F: Proposal + FlowFile>(bytes: &[u8], threads: usize) -> Resul
     }
     // a checkpoint of a chain with a host action: the host must set it again
     let needs_action = meta.get("chain.custom_action").is_some_and(|v| v == "true");
-    Ok(Chain { flow, seed, state, stats, flip, measurements, needs_action })
+    Ok(Chain { flow, seed, state, stats, flip, measurements, needs_action, pusher: None })
 }

@@ -61,14 +61,41 @@ pub struct Chain<F: Proposal = Flow> {
     /// Restored from a checkpoint made with a host action, which files cannot hold: it must
     /// be set again before the chain evaluates any action.
     pub(crate) needs_action: bool,
+    /// Pushes the proposals through the flow elsewhere (a GPU), if set.
+    pub(crate) pusher: Option<Box<dyn Push>>,
+}
+
+/// Pushes prior draws through a chain's flow somewhere else than the flow itself (a GPU):
+/// fields, log q and S of each draw, as the flow's own `push_forward` gives them up to
+/// rounding. The chain keeps drawing z (host RNG, by proposal index), deciding and measuring;
+/// log q of external states and the flip's action terms stay with the flow.
+pub trait Push: Send {
+    /// Fields, log q and S of prior draws z (n × V).
+    fn push_forward(&mut self, z: &[f64]) -> Result<crate::flow::model::Samples>;
 }
 
 impl<F: Proposal> Chain<F> {
     /// Replaces the chain's action by a host action (None: the built-in φ⁴ action). A chain
     /// restored from a checkpoint made with a host action needs it set again before stepping.
+    /// A host action cannot run on a device: setting one drops the chain's pusher (proposals
+    /// are then pushed by the flow itself).
     pub fn set_custom_action(&mut self, action: Option<std::sync::Arc<dyn crate::flow::CustomAction>>) {
+        if action.is_some() {
+            self.pusher = None;
+        }
         self.flow.set_custom_action(action);
         self.needs_action = false;
+    }
+
+    /// Pushes the proposals through `pusher` (a GPU copy of the chain's flow) instead of the
+    /// flow; None: back to the flow. The chain's results are the same up to rounding.
+    pub fn set_pusher(&mut self, pusher: Option<Box<dyn Push>>) {
+        self.pusher = pusher;
+    }
+
+    /// Whether a pusher pushes the proposals.
+    pub fn has_pusher(&self) -> bool {
+        self.pusher.is_some()
     }
 
     /// A chain over a frozen snapshot of `flow` (the continuous flow or RealNVP), with its own
@@ -83,6 +110,7 @@ impl<F: Proposal> Chain<F> {
             flip: false,
             measurements,
             needs_action: false,
+            pusher: None,
         }
     }
     fn check_action(&self) -> Result<()> {
@@ -162,7 +190,13 @@ impl<F: Proposal> Chain<F> {
             for (i, zi) in z.chunks_mut(v).enumerate() {
                 Rng::new(self.seed, Stream::Sample, first + i as u64).fill_normal(zi);
             }
-            let prop = self.flow.push_forward(&z)?;
+            let prop = match &mut self.pusher {
+                Some(p) => p.push_forward(&z)?,
+                None => self.flow.push_forward(&z)?,
+            };
+            if prop.log_q.len() != m || prop.action.len() != m || prop.phi.len() != m * v {
+                return Err(Error::new(Status::Internal, "chain: the pusher returned the wrong number of proposals"));
+            }
             for i in 0..m {
                 let k = first + i as u64;
                 let (lq, s) = (prop.log_q[i], prop.action[i]);
