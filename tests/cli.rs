@@ -307,3 +307,24 @@ fn realnvp_through_the_same_commands() {
     let o = run(&["train", "--resume", o, "--steps", "7", "--micro-batch", "4", "--out", o]);
     assert_one_line_error(&o, "RealNVP");
 }
+
+#[test]
+fn gap_reports_the_discretisation_gap_and_shrinks_with_more_steps() {
+    let d = dir("gap");
+    let f = d.join("f.safetensors");
+    train(&f, "30", None);
+    let fs = f.to_str().unwrap();
+    let gap = |steps: &str| json_of(&run(&["gap", "--flow", fs, "--n", "3", "--ode-steps", steps, "--json"]));
+    let (coarse, fine) = (gap("9"), gap("54"));
+    for k in ["integrated", "exact", "mean_gap", "spread", "max_deviation", "log_w_spread"] {
+        assert!(coarse.get(k).is_some(), "gap --json lacks '{k}'");
+    }
+    assert_eq!(coarse["ode_steps"], 9);
+    assert_eq!(coarse["exact"].as_array().unwrap().len(), 3);
+    let m = |v: &serde_json::Value| v["mean_gap"].as_f64().unwrap().abs();
+    assert!(m(&coarse) > m(&fine), "gap at N_t 9: {}, at 54: {}", m(&coarse), m(&fine));
+    // sampling with more steps: the option reaches the chain
+    let s = json_of(&run(&["sample", "--flow", fs, "--n", "50", "--reweight", "0", "--ode-steps", "18", "--json"]));
+    assert!(s["acceptance"].as_f64().unwrap() > 0.0);
+    assert_one_line_error(&run(&["gap", "--flow", fs, "--n", "1"]), "--n 1");
+}

@@ -672,7 +672,7 @@ fn emulated_device_proposals_give_the_cpu_chain() {
             Ok(())
         }
     }
-    pushed.set_custom_action(Some(Arc::new(Same(flow.action.clone()))));
+    pushed.set_custom_action(Some(Arc::new(Same(flow.action))));
     assert!(!pushed.has_pusher());
 }
 

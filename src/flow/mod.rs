@@ -4,6 +4,7 @@
 pub mod config;
 pub mod conv;
 pub mod features;
+pub mod gap;
 pub mod grad;
 pub mod model;
 pub mod ode;

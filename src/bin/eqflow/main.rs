@@ -4,6 +4,7 @@
 //! Errors are one line on stderr ("eqflow: error: ...") and exit code 2; an interrupted
 //! training (Ctrl-C) saves a checkpoint and exits with 130.
 
+mod gap;
 mod npy;
 mod report;
 mod sample;
@@ -38,6 +39,8 @@ enum Cmd {
     Reweight(sample::ReweightArgs),
     /// Plot training curves, correlators, the magnetisation and log-weights (SVG and PNG).
     Report(report::ReportArgs),
+    /// Measure the discretisation gap of log q (exact log-det of the discrete map, small L).
+    Gap(gap::GapArgs),
 }
 
 /// The theory: a preset or explicit (L, m², λ).
@@ -174,6 +177,7 @@ fn main() -> ExitCode {
         Cmd::Hmc(a) => (a.json, sample::hmc(a)),
         Cmd::Reweight(a) => (a.json, sample::reweight(a)),
         Cmd::Report(a) => (a.json, report::report(a)),
+        Cmd::Gap(a) => (a.json, gap::gap(a)),
     };
     match r {
         Ok(v) => {

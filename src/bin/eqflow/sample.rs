@@ -56,6 +56,10 @@ pub struct SampleArgs {
     /// Independent samples for the reweighting estimates (0: none).
     #[arg(long, default_value_t = 5000)]
     pub reweight: usize,
+    /// Integrate a continuous flow's vector field with this many RK4 steps instead of its own
+    /// N_t (more steps: a smaller discretisation gap of log q; see `eqflow gap`).
+    #[arg(long)]
+    pub ode_steps: Option<usize>,
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -130,6 +134,12 @@ pub fn sample(a: SampleArgs) -> Res<serde_json::Value> {
         return Err(format!("--n {}: need at least 10 steps for error estimates", a.n));
     }
     let mut flow = AnyFlow::load(&a.flow, a.threads).map_err(err)?;
+    if let Some(n) = a.ode_steps {
+        flow.as_continuous_mut()
+            .ok_or("--ode-steps: only the continuous flow integrates an ODE")?
+            .set_ode_steps(n)
+            .map_err(err)?;
+    }
     let l = flow.lattice_size();
     let c = flow.couplings();
     let mut writer = a.output.writer(a.n, l)?;
