@@ -312,7 +312,10 @@ fn realnvp_through_the_same_commands() {
 fn gap_reports_the_discretisation_gap_and_shrinks_with_more_steps() {
     let d = dir("gap");
     let f = d.join("f.safetensors");
-    train(&f, "30", None);
+    let t = train(&f, "30", None);
+    // training measures the gap of small lattices at the end
+    assert!(t["gap"]["spread"].as_f64().unwrap() >= 0.0, "train --json: {t}");
+    assert_eq!(t["gap"]["ode_steps"], 54);
     let fs = f.to_str().unwrap();
     let gap = |steps: &str| json_of(&run(&["gap", "--flow", fs, "--n", "3", "--ode-steps", steps, "--json"]));
     let (coarse, fine) = (gap("9"), gap("54"));
