@@ -330,4 +330,28 @@ fn gap_reports_the_discretisation_gap_and_shrinks_with_more_steps() {
     let s = json_of(&run(&["sample", "--flow", fs, "--n", "50", "--reweight", "0", "--ode-steps", "18", "--json"]));
     assert!(s["acceptance"].as_f64().unwrap() > 0.0);
     assert_one_line_error(&run(&["gap", "--flow", fs, "--n", "1"]), "--n 1");
+    // a new flow can integrate more finely; a checkpoint keeps its N_t
+    let g = d.join("g.safetensors");
+    let gs = g.to_str().unwrap();
+    let t = json_of(&run(&[
+        "train",
+        "--steps",
+        "2",
+        "--out",
+        gs,
+        "--ode-steps",
+        "108",
+        "--json",
+        "--lattice",
+        "4",
+        "--m2",
+        "-4",
+        "--lambda",
+        "8",
+    ]));
+    assert_eq!(t["gap"]["ode_steps"], 108);
+    assert_one_line_error(
+        &run(&["train", "--resume", gs, "--steps", "4", "--out", gs, "--ode-steps", "54"]),
+        "--ode-steps",
+    );
 }

@@ -52,6 +52,11 @@ pub struct TrainArgs {
     /// Training steps integrated with --coarse-ode-steps (default 0: none)
     #[arg(long)]
     pub coarse_steps: Option<u64>,
+    /// RK4 steps N_t of a new flow (default: the architecture's, 54 seed, 50 refined). More
+    /// steps shrink the discretisation gap of log q, which training can otherwise learn to
+    /// exploit (the refined architecture at N_t = 50: see `eqflow gap`)
+    #[arg(long)]
+    pub ode_steps: Option<usize>,
     /// Seed of the initial parameters and every random stream.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -126,8 +131,8 @@ fn fresh_flow(a: &TrainArgs) -> Res<AnyFlow> {
         if a.micro_batch.is_some() {
             return Err("--micro-batch: gradient accumulation is for the continuous flow, not RealNVP".into());
         }
-        if a.coarse_ode_steps.is_some() {
-            return Err("--coarse-ode-steps: RealNVP has no ODE".into());
+        if a.coarse_ode_steps.is_some() || a.ode_steps.is_some() {
+            return Err("--coarse-ode-steps, --ode-steps: RealNVP has no ODE".into());
         }
         let mut cfg = RealNvpConfig::new(l, c.m2, c.lambda);
         set_train(&mut cfg.train);
@@ -136,6 +141,10 @@ fn fresh_flow(a: &TrainArgs) -> Res<AnyFlow> {
     }
     let mut cfg = FlowConfig::new(l, c.m2, c.lambda);
     cfg.arch = Architecture::preset(&a.arch).map_err(|e| format!("{} (or realnvp)", e.message))?;
+    if let Some(n) = a.ode_steps {
+        cfg.arch.ode_steps = n;
+        cfg.arch.validate().map_err(|e| format!("--ode-steps {n}: {}", e.message))?;
+    }
     cfg.precision = match a.precision.as_str() {
         "f64" => Precision::F64,
         "f32" => Precision::F32,
@@ -170,6 +179,7 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
         ("--warmup-steps", a.warmup_steps.is_some()),
         ("--coarse-ode-steps", a.coarse_ode_steps.is_some()),
         ("--coarse-steps", a.coarse_steps.is_some()),
+        ("--ode-steps", a.ode_steps.is_some()),
     ] {
         if given {
             return Err(format!("{flag} cannot change when resuming (the checkpoint keeps its settings)"));
