@@ -331,7 +331,10 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
     }
 
     fn with_default_chunk(mut self) -> Self {
-        let per = self.dims.v * (2 * self.dims.n_h + self.n_c + 8) * std::mem::size_of::<R>();
+        // the feature banks, the stage buffers, and the spectral path's scratch (2 n_c + 1
+        // half spectra of about V + 2L numbers each; counted whatever the path)
+        let (v, l, n_c) = (self.dims.v, self.l, self.n_c);
+        let per = (v * (2 * self.dims.n_h + n_c + 8) + (2 * n_c + 1) * (v + 2 * l)) * std::mem::size_of::<R>();
         self.chunk = ((256usize << 20) / per.max(1)).clamp(1, 1 << 16);
         self
     }
@@ -341,7 +344,8 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
         self.chunk = n.max(1);
     }
 
-    /// Fields per chunk: by default, so that the feature banks stay below ~256 MiB.
+    /// Fields per chunk: by default, so that the feature banks and work buffers stay below
+    /// ~256 MiB.
     pub fn chunk_fields(&self) -> usize {
         self.chunk
     }
