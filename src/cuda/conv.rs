@@ -133,9 +133,15 @@ impl<L: Launcher, R: Elem> Conv<L, R> {
 
     /// Recomputes the spectrum after `p.w` changed.
     pub(crate) fn refresh(&self, dev: &L, p: &mut Prepared<L, R>) -> Result<()> {
-        if let Some(tw) = &self.tw {
-            let (l, n_c) = (self.l, self.n_c);
-            let mut rows = dev.alloc_zeros(launch::spectrum_len(n_c, l))?;
+        self.refresh_all(dev, std::slice::from_mut(p))
+    }
+
+    /// Recomputes the spectra of kernels whose W changed (one work buffer for all).
+    pub(crate) fn refresh_all(&self, dev: &L, ps: &mut [Prepared<L, R>]) -> Result<()> {
+        let Some(tw) = &self.tw else { return Ok(()) };
+        let (l, n_c) = (self.l, self.n_c);
+        let mut rows = dev.alloc_zeros(launch::spectrum_len(n_c, l))?;
+        for p in ps {
             launch::dft_rows(dev, tw, &p.w, &mut rows, n_c, l)?;
             let mut s = match p.spectrum.take() {
                 Some(s) => s,

@@ -155,8 +155,8 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
         for s in 0..d.n_slots {
             launch::slot_weights(dev, &self.w64, &self.kp, &self.orbit_of, &mut self.wt[s].w, &mut self.w0, s, d)?;
             launch::slot_beta(dev, &self.wt[s].w, self.fmix.as_ref().map(|f| &f.0), &mut self.beta[s], d)?;
-            self.conv.refresh(dev, &mut self.wt[s])?;
         }
+        self.conv.refresh_all(dev, &mut self.wt)?;
         Ok(())
     }
 
