@@ -7,6 +7,8 @@
 //! - [`device`]: the driver-presence guard, the device's primary context and one stream,
 //!   the module cache (PTX first, NVRTC compilation of the embedded source as fallback).
 //! - [`args`]: `#[repr(C)]` mirrors of `kernels/eqflow_kernel_args.h`.
+//! - [`conv`]: the vector field's convolution, by direct sums or in Fourier space (FFTs per
+//!   line where L is a power of two up to 64, DFTs otherwise), chosen by operation count.
 //! - `launch`: every untyped kernel launch, behind typed functions written once over a
 //!   `Launcher` (the device, or the host emulation in the tests).
 //! - [`twin`]: the CPU twin of every kernel, built from the CPU code it reproduces; the
@@ -21,8 +23,9 @@
 //!
 //! Status: nothing here has run on a GPU yet. What is verified without one: the PTX
 //! assembles for sm_70/80/90, the no-device paths, the struct mirrors, and, on the host
-//! emulation of the kernels, every kernel against its twin, the sampler against
-//! `Flow::push_forward` and the training gradient and steps against the CPU's.
+//! emulation of the kernels, every kernel against its twin, the sampler (by both convolution
+//! paths) against `Flow::push_forward`, a chain whose proposals go through it against the
+//! CPU chain, and the training gradient and steps against the CPU's.
 
 pub mod args;
 pub mod conv;
