@@ -56,7 +56,7 @@ pub trait Exec<R: Elem> {
     fn conv_kernel(&self, c: &Self::C, w: &[R]) -> Result<Self::K>;
     /// Work buffers of `c` for n fields.
     fn conv_scratch(&self, c: &Self::C, n: usize) -> Result<Self::S>;
-    /// conv.cu or spectral.cu: out = Σ_c W[c] ∗ g[c] for n fields.
+    /// conv.cu or spectral.cu: `out = Σ_c W[c] ∗ g[c]` for n fields.
     fn conv(&self, c: &Self::C, w: &Self::K, g: &Self::R, out: &mut Self::R, n: usize, s: &mut Self::S) -> Result<()>;
     /// density.cu divergence.
     fn divergence(&self, hp: &Self::R, beta: &Self::R, div: &mut Self::D, n: usize, v: usize, n_h: usize)
