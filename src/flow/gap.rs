@@ -16,6 +16,8 @@ pub struct Gap {
     pub integrated: Vec<f64>,
     /// log|det ∂Φ/∂z| of the discrete map.
     pub exact: Vec<f64>,
+    /// The log-weight −S − log q of each point's field (f64), for scale.
+    pub log_w: Vec<f64>,
 }
 
 impl Gap {
@@ -80,10 +82,11 @@ pub fn log_det_gap(flow: &Flow, z: &[f64], h: f64) -> Result<Gap> {
     }
     let mut f = flow.snapshot();
     f.set_precision(flow.config.precision, Precision::F64);
-    let (mut integrated, mut exact) = (Vec::new(), Vec::new());
+    let (mut integrated, mut exact, mut log_w) = (Vec::new(), Vec::new(), Vec::new());
     for zi in z.chunks(v) {
         let s = f.push_forward(zi)?;
         integrated.push(super::grad::log_prior(zi) - s.log_q[0]);
+        log_w.push(-s.action[0] - s.log_q[0]);
         let mut batch = Vec::with_capacity(2 * v * v);
         for j in 0..v {
             for sign in [1.0, -1.0] {
@@ -102,7 +105,7 @@ pub fn log_det_gap(flow: &Flow, z: &[f64], h: f64) -> Result<Gap> {
         }
         exact.push(log_abs_det(jac, v));
     }
-    Ok(Gap { integrated, exact })
+    Ok(Gap { integrated, exact, log_w })
 }
 
 #[cfg(test)]

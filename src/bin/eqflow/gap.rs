@@ -51,10 +51,7 @@ pub fn gap(a: GapArgs) -> Res<serde_json::Value> {
     }
     let g = log_det_gap(&flow, &z, a.h).map_err(err)?;
     // the log-weights −S − log q of the same points, for scale
-    let mut f64flow = flow.snapshot();
-    f64flow.set_precision(flow.config.precision, eqflow::flow::Precision::F64);
-    let s = f64flow.push_forward(&z).map_err(err)?;
-    let lw = s.log_weights();
+    let lw = &g.log_w;
     let mean_lw = lw.iter().sum::<f64>() / lw.len() as f64;
     let sd_lw = (lw.iter().map(|x| (x - mean_lw).powi(2)).sum::<f64>() / (lw.len() - 1) as f64).sqrt();
     let secs = start.elapsed().as_secs_f64();
