@@ -69,6 +69,12 @@ pub struct TrainConfig {
     /// Training steps integrated with `coarse_ode_steps`.
     #[serde(default)]
     pub coarse_steps: u64,
+    /// The step at which the schedule and the warm-up start (0 for a new flow). A run resumed
+    /// with a new schedule (`eqflow train --resume F --restart-schedule --lr X`) keeps its Adam
+    /// moments and starts the new schedule at the step it had reached; saved with the flow, so
+    /// resuming that run again stays bit for bit.
+    #[serde(default)]
+    pub schedule_start: u64,
 }
 
 impl TrainConfig {
@@ -90,6 +96,7 @@ impl TrainConfig {
     }
     /// The learning rate of step `step` (0-based): the schedule times the warm-up ramp.
     pub fn rate(&self, step: u64) -> f64 {
+        let step = step.saturating_sub(self.schedule_start);
         let ramp = if step < self.warmup_steps { (step + 1) as f64 / self.warmup_steps as f64 } else { 1.0 };
         self.schedule.rate(self.learning_rate, step) * ramp
     }
@@ -110,6 +117,7 @@ impl Default for TrainConfig {
             micro_batch: 0,
             coarse_ode_steps: 0,
             coarse_steps: 0,
+            schedule_start: 0,
         }
     }
 }
@@ -205,5 +213,13 @@ mod tests {
         let mut j = serde_json::to_value(TrainConfig::default()).unwrap();
         j.as_object_mut().unwrap().remove("warmup_steps");
         assert_eq!(serde_json::from_value::<TrainConfig>(j).unwrap().warmup_steps, 0);
+        // a schedule restarted at step 100: warm-up and decay count from there
+        let d = TrainConfig { warmup_steps: 2, schedule_start: 100, ..TrainConfig::default() };
+        assert_eq!(d.rate(100), d.learning_rate / 2.0);
+        assert_eq!(d.rate(101), d.learning_rate);
+        assert!((d.rate(8100) - d.learning_rate / 10.0).abs() < 1e-18);
+        let mut j = serde_json::to_value(d).unwrap();
+        j.as_object_mut().unwrap().remove("schedule_start");
+        assert_eq!(serde_json::from_value::<TrainConfig>(j).unwrap().schedule_start, 0);
     }
 }

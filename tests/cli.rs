@@ -76,6 +76,60 @@ fn train_resume_is_exact_and_json_has_the_fields() {
     assert_one_line_error(&o, "L = 4");
 }
 
+#[test]
+fn restart_schedule_keeps_adam_and_resumes_bit_for_bit() {
+    let d = dir("restart");
+    let (c, e) = (d.join("c.safetensors"), d.join("e.safetensors"));
+    let (cs, es) = (c.to_str().unwrap(), e.to_str().unwrap());
+    train(&c, "3", None);
+    train(&e, "3", None);
+    let adam_before = eqflow::io::load(&c, 1).unwrap().adam;
+    let restart = |f: &str, steps: &str| {
+        json_of(&run(&[
+            "train",
+            "--resume",
+            f,
+            "--restart-schedule",
+            "--lr",
+            "1e-4",
+            "--decay-steps",
+            "100",
+            "--steps",
+            steps,
+            "--out",
+            f,
+            "--threads",
+            "2",
+            "--ess-samples",
+            "50",
+            "--json",
+        ]))
+    };
+    restart(cs, "6");
+    // the same in two invocations: restart to 5, then a plain resume to 6
+    restart(es, "5");
+    train(&e, "6", Some(&e));
+    let (fc, fe) = (eqflow::io::load(&c, 1).unwrap(), eqflow::io::load(&e, 1).unwrap());
+    assert_eq!(fc.params(), fe.params(), "a restarted schedule must resume bit for bit");
+    assert_eq!(fc.config.train.schedule_start, 3);
+    assert_eq!(fc.adam.t, 6, "Adam's step count continues");
+    assert_ne!(adam_before.m, vec![0.0; adam_before.m.len()], "the moments were not reset");
+    // the log: steps 4.. run at the new rate, 1e-4 · 0.1^((step − 3) / 100)
+    let log = std::fs::read_to_string(d.join("c.safetensors.log.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6);
+    assert!((lines[0]["lr"].as_f64().unwrap() - 2e-3).abs() < 1e-15);
+    for (k, l) in lines.iter().enumerate().skip(3) {
+        let want = 1e-4 * 0.1f64.powf((k - 3) as f64 / 100.0);
+        assert!((l["lr"].as_f64().unwrap() - want).abs() < 1e-18, "step {}: {l}", k + 1);
+    }
+    // --restart-schedule needs --lr; --lr alone on resume is refused with the hint
+    let base = ["train", "--resume", cs, "--steps", "7", "--out", cs];
+    assert_one_line_error(&run(&[&base[..], &["--restart-schedule"]].concat()), "needs --lr");
+    assert_one_line_error(&run(&[&base[..], &["--lr", "1e-4"]].concat()), "--restart-schedule");
+    assert_one_line_error(&run(&[&base[..], &["--restart-schedule", "--lr=-1"]].concat()), "must be positive");
+}
+
 fn assert_one_line_error(o: &Output, needle: &str) {
     assert!(!o.status.success());
     assert_eq!(o.status.code(), Some(2));

@@ -82,6 +82,12 @@ pub struct TrainArgs {
     /// Continue from this checkpoint (bit for bit as if never stopped).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// With --resume: keep the parameters and Adam's moments but start a new learning-rate
+    /// schedule at the step reached, from --lr (required) with --decay-steps and --warmup-steps
+    /// (default: the checkpoint's decay, no warm-up). For a run whose rate has decayed to
+    /// nothing while it still improves; saved with the flow, so later resumes stay bit for bit.
+    #[arg(long, requires = "resume")]
+    pub restart_schedule: bool,
     /// Minutes between checkpoints (written atomically to --out).
     #[arg(long, default_value_t = 5.0)]
     pub checkpoint_minutes: f64,
@@ -172,20 +178,50 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
         f.train_config_mut().micro_batch = m;
     }
     check_same_theory(&a.theory, f.lattice_size(), &f.couplings(), &format!("checkpoint '{}'", path.display()))?;
+    if a.restart_schedule {
+        restart_schedule(a, &mut f)?;
+    }
+    let schedule_flags = !a.restart_schedule;
     for (flag, given) in [
         ("--batch", a.batch.is_some()),
-        ("--lr", a.lr.is_some()),
-        ("--decay-steps", a.decay_steps.is_some()),
-        ("--warmup-steps", a.warmup_steps.is_some()),
+        ("--lr", a.lr.is_some() && schedule_flags),
+        ("--decay-steps", a.decay_steps.is_some() && schedule_flags),
+        ("--warmup-steps", a.warmup_steps.is_some() && schedule_flags),
         ("--coarse-ode-steps", a.coarse_ode_steps.is_some()),
         ("--coarse-steps", a.coarse_steps.is_some()),
         ("--ode-steps", a.ode_steps.is_some()),
     ] {
         if given {
-            return Err(format!("{flag} cannot change when resuming (the checkpoint keeps its settings)"));
+            return Err(format!(
+                "{flag} cannot change when resuming (the checkpoint keeps its settings; a new learning-rate \
+                 schedule: --restart-schedule --lr X)"
+            ));
         }
     }
     Ok(f)
+}
+
+/// `--restart-schedule`: a new schedule from the step reached; parameters and Adam stay.
+fn restart_schedule(a: &TrainArgs, f: &mut AnyFlow) -> Res<()> {
+    let lr = a.lr.ok_or("--restart-schedule needs --lr (the new base learning rate)")?;
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(format!("--lr {lr}: must be positive"));
+    }
+    if let Some(d) = a.decay_steps {
+        if !(d.is_finite() && d > 0.0) {
+            return Err(format!("--decay-steps {d}: must be positive"));
+        }
+    }
+    let step = f.steps_done();
+    let t = f.train_config_mut();
+    t.learning_rate = lr;
+    if let Some(d) = a.decay_steps {
+        t.schedule = Schedule::Exponential { decay_steps: d };
+    }
+    t.warmup_steps = a.warmup_steps.unwrap_or(0);
+    t.schedule_start = step;
+    eprintln!("new learning-rate schedule from step {step}: lr {lr} ({:?}, warm-up {})", t.schedule, t.warmup_steps);
+    Ok(())
 }
 
 pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
