@@ -667,6 +667,16 @@ eqflow_status eqflow_flow_load(const struct eqflow_context *ctx, const char *pat
 // `flow` is a valid flow; `out` points to an `eqflow_reweighted` whose `struct_size` is set.
 eqflow_status eqflow_flow_reweight(struct eqflow_flow *flow, size_t n_samples, double delta_lambda, struct eqflow_reweighted *out);
 
+// Starts a new learning-rate schedule at the training step `flow` has reached, keeping its
+// parameters and Adam's moments (for a long run whose rate has decayed to nothing while it
+// still improves): base rate `learning_rate` > 0, a tenfold decay every `decay_steps` steps
+// (0 keeps the flow's schedule; otherwise > 0), `warmup_steps` of linear warm-up. Saved with
+// the flow, so a saved and reloaded flow continues bit for bit.
+//
+// # Safety
+// `flow` is a valid flow.
+eqflow_status eqflow_flow_restart_schedule(struct eqflow_flow *flow, double learning_rate, double decay_steps, uint64_t warmup_steps);
+
 // Sets `flow`'s parameters from `small`, a flow of the same architecture trained on a lattice
 // no larger than `flow`'s (transfer to a larger lattice: each displacement orbit of the small
 // lattice seeds the same orbit, longer-range orbits start at zero). The optimiser state is

@@ -1,5 +1,6 @@
 //! Training: Adam, learning-rate schedules, and the effective sample size (SPEC §4–5).
 
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Learning-rate schedules.
@@ -93,6 +94,25 @@ impl TrainConfig {
         } else {
             ode_steps
         }
+    }
+    /// Starts a new schedule at training step `step` (the steps already done): base rate `lr`,
+    /// a tenfold decay every `decay_steps` (None: the schedule kept), `warmup_steps` of linear
+    /// warm-up. Adam's moments are not touched: for a run whose rate has decayed to nothing
+    /// while it still improves.
+    pub fn restart(&mut self, step: u64, lr: f64, decay_steps: Option<f64>, warmup_steps: u64) -> Result<()> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::invalid(format!("learning rate {lr}: must be positive and finite")));
+        }
+        if let Some(d) = decay_steps {
+            if !(d.is_finite() && d > 0.0) {
+                return Err(Error::invalid(format!("decay steps {d}: must be positive and finite")));
+            }
+            self.schedule = Schedule::Exponential { decay_steps: d };
+        }
+        self.learning_rate = lr;
+        self.warmup_steps = warmup_steps;
+        self.schedule_start = step;
+        Ok(())
     }
     /// The learning rate of step `step` (0-based): the schedule times the warm-up ramp.
     pub fn rate(&self, step: u64) -> f64 {
@@ -214,7 +234,11 @@ mod tests {
         j.as_object_mut().unwrap().remove("warmup_steps");
         assert_eq!(serde_json::from_value::<TrainConfig>(j).unwrap().warmup_steps, 0);
         // a schedule restarted at step 100: warm-up and decay count from there
-        let d = TrainConfig { warmup_steps: 2, schedule_start: 100, ..TrainConfig::default() };
+        let mut d = TrainConfig::default();
+        d.restart(100, 2e-3, None, 2).unwrap();
+        assert_eq!(d, TrainConfig { warmup_steps: 2, schedule_start: 100, ..TrainConfig::default() });
+        assert!(d.clone().restart(1, 0.0, None, 0).is_err() && d.clone().restart(1, f64::NAN, None, 0).is_err());
+        assert!(d.clone().restart(1, 1e-3, Some(-1.0), 0).is_err());
         assert_eq!(d.rate(100), d.learning_rate / 2.0);
         assert_eq!(d.rate(101), d.learning_rate * 0.1f64.powf(1.0 / 8000.0));
         assert!((d.rate(8100) - d.learning_rate / 10.0).abs() < 1e-18);

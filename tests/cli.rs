@@ -94,6 +94,8 @@ fn restart_schedule_keeps_adam_and_resumes_bit_for_bit() {
             "1e-4",
             "--decay-steps",
             "100",
+            "--batch",
+            "24",
             "--steps",
             steps,
             "--out",
@@ -112,6 +114,7 @@ fn restart_schedule_keeps_adam_and_resumes_bit_for_bit() {
     let (fc, fe) = (eqflow::io::load(&c, 1).unwrap(), eqflow::io::load(&e, 1).unwrap());
     assert_eq!(fc.params(), fe.params(), "a restarted schedule must resume bit for bit");
     assert_eq!(fc.config.train.schedule_start, 3);
+    assert_eq!(fc.config.train.batch_size, 24);
     assert_eq!(fc.adam.t, 6, "Adam's step count continues");
     assert_ne!(adam_before.m, vec![0.0; adam_before.m.len()], "the moments were not reset");
     // the log: steps 4.. run at the new rate, 1e-4 · 0.1^((step − 3) / 100)
@@ -128,6 +131,11 @@ fn restart_schedule_keeps_adam_and_resumes_bit_for_bit() {
     assert_one_line_error(&run(&[&base[..], &["--restart-schedule"]].concat()), "needs --lr");
     assert_one_line_error(&run(&[&base[..], &["--lr", "1e-4"]].concat()), "--restart-schedule");
     assert_one_line_error(&run(&[&base[..], &["--restart-schedule", "--lr=-1"]].concat()), "must be positive");
+    assert_one_line_error(
+        &run(&[&base[..], &["--restart-schedule", "--lr", "1e-4", "--batch", "0"]].concat()),
+        "--batch 0",
+    );
+    assert_one_line_error(&run(&[&base[..], &["--batch", "8"]].concat()), "--batch cannot change");
 }
 
 fn assert_one_line_error(o: &Output, needle: &str) {

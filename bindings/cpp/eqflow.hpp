@@ -178,6 +178,11 @@ class Flow {
     void save(const std::string &path) const { check(eqflow_flow_save(h_.get(), path.c_str())); }
     /// Seeds this flow from one trained on a smaller lattice (same architecture).
     void init_from(const Flow &small) { check(eqflow_flow_init_from(h_.get(), small.get())); }
+    /// A new learning-rate schedule from the step reached (parameters and Adam's moments kept);
+    /// decay_steps 0 keeps the flow's decay.
+    void restart_schedule(double learning_rate, double decay_steps = 0.0, std::uint64_t warmup_steps = 0) {
+        check(eqflow_flow_restart_schedule(h_.get(), learning_rate, decay_steps, warmup_steps));
+    }
     /// Train and propose against a host action (see eqflow_action_fn; nullptr: built-in phi^4).
     /// The callback must not throw: report failure by returning non-zero.
     void set_action(eqflow_action_fn action, void *user_data) {

@@ -285,6 +285,14 @@ module eqflow
       type(c_ptr), value :: small
       integer(c_int32_t) :: eqflow_flow_init_from
     end function
+    function eqflow_flow_restart_schedule(flow, learning_rate, decay_steps, warmup_steps) &
+        bind(C, name="eqflow_flow_restart_schedule")
+      import :: c_ptr, c_double, c_int64_t, c_int32_t
+      type(c_ptr), value :: flow
+      real(c_double), value :: learning_rate, decay_steps
+      integer(c_int64_t), value :: warmup_steps
+      integer(c_int32_t) :: eqflow_flow_restart_schedule
+    end function
     function eqflow_flow_save(flow, path) bind(C, name="eqflow_flow_save")
       import :: c_ptr, c_char, c_int32_t
       type(c_ptr), value :: flow

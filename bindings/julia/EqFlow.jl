@@ -5,7 +5,7 @@ module EqFlow
 
 export Context, Flow, Chain, EqFlowError, train!, sample!, sample_float!, log_prob!, ess!, save, load_flow,
        chain_step!, chain_run!, set_flip!, observables, reset_observables!, load_chain, set_state!, chain_state,
-       reweight!, lattice_volume
+       reweight!, lattice_volume, restart_schedule!
 
 const libeqflow = get(ENV, "EQFLOW_LIB", "libeqflow")
 
@@ -290,6 +290,15 @@ end
 """Seeds `f` from a flow trained on a smaller lattice (same architecture)."""
 function init_from!(f::Flow, small::Flow)
     check(ccall((:eqflow_flow_init_from, libeqflow), Int32, (Ptr{Cvoid}, Ptr{Cvoid}), f.ptr, small.ptr))
+    f
+end
+
+"""Starts a new learning-rate schedule at the step `f` has reached (parameters and Adam's
+moments kept): base rate `lr`, a tenfold decay every `decay_steps` (0: the flow's schedule
+kept), `warmup_steps` of linear warm-up."""
+function restart_schedule!(f::Flow, lr::Real; decay_steps::Real = 0.0, warmup_steps::Integer = 0)
+    check(ccall((:eqflow_flow_restart_schedule, libeqflow), Int32, (Ptr{Cvoid}, Float64, Float64, UInt64),
+                f.ptr, lr, decay_steps, warmup_steps))
     f
 end
 

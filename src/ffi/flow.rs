@@ -765,6 +765,30 @@ pub unsafe extern "C" fn eqflow_flow_reweight(
     })
 }
 
+/// Starts a new learning-rate schedule at the training step `flow` has reached, keeping its
+/// parameters and Adam's moments (for a long run whose rate has decayed to nothing while it
+/// still improves): base rate `learning_rate` > 0, a tenfold decay every `decay_steps` steps
+/// (0 keeps the flow's schedule; otherwise > 0), `warmup_steps` of linear warm-up. Saved with
+/// the flow, so a saved and reloaded flow continues bit for bit.
+///
+/// # Safety
+/// `flow` is a valid flow.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_restart_schedule(
+    flow: *mut eqflow_flow,
+    learning_rate: f64,
+    decay_steps: f64,
+    warmup_steps: u64,
+) -> eqflow_status {
+    boundary("eqflow_flow_restart_schedule", || {
+        let f = flow_ref(flow)?;
+        let mut f = lock(&f.inner, "flow")?;
+        let step = f.steps_done();
+        let decay = if decay_steps == 0.0 { None } else { Some(decay_steps) };
+        f.train_config_mut().restart(step, learning_rate, decay, warmup_steps)
+    })
+}
+
 /// Sets `flow`'s parameters from `small`, a flow of the same architecture trained on a lattice
 /// no larger than `flow`'s (transfer to a larger lattice: each displacement orbit of the small
 /// lattice seeds the same orbit, longer-range orbits start at zero). The optimiser state is

@@ -176,3 +176,52 @@ unsafe fn cuda_flow_follows_the_cpu_flow(ctx: *mut eqflow_context) {
     eqflow_flow_free(c);
     eqflow_context_free(cpu_ctx);
 }
+
+#[test]
+fn restarted_schedule_continues_bit_for_bit_after_save_and_load() {
+    unsafe {
+        // log q of fixed configurations: a function of the parameters alone (sampling would
+        // advance the draw counter)
+        let phi: Vec<f64> = (0..2 * 9).map(|i| ((i * 7 % 11) as f64 - 5.0) / 4.0).collect();
+        let sample = |f: *mut eqflow_flow| {
+            let mut q = vec![0.0; 2];
+            let st = eqflow_flow_log_prob(f, phi.as_ptr(), phi.len(), q.as_mut_ptr(), q.len());
+            assert_eq!(st, EQFLOW_STATUS_OK, "{}", last());
+            q
+        };
+        let (ca, a) = small_flow();
+        let (cb, b) = small_flow();
+        let (cc, c) = small_flow();
+        for f in [a, b, c] {
+            assert_eq!(eqflow_flow_train(f, 2, null_mut()), EQFLOW_STATUS_OK, "{}", last());
+        }
+        for f in [a, b] {
+            assert_eq!(eqflow_flow_restart_schedule(f, 1e-4, 50.0, 1), EQFLOW_STATUS_OK, "{}", last());
+        }
+        assert_eq!(eqflow_flow_train(a, 3, null_mut()), EQFLOW_STATUS_OK);
+        assert_eq!(eqflow_flow_train(b, 1, null_mut()), EQFLOW_STATUS_OK);
+        assert_eq!(eqflow_flow_train(c, 3, null_mut()), EQFLOW_STATUS_OK);
+        let path = std::env::temp_dir().join(format!("eqflow-restart-{}.safetensors", std::process::id()));
+        let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        assert_eq!(eqflow_flow_save(b, cpath.as_ptr()), EQFLOW_STATUS_OK, "{}", last());
+        let mut b2 = null_mut();
+        assert_eq!(eqflow_flow_load(cb, cpath.as_ptr(), &mut b2), EQFLOW_STATUS_OK, "{}", last());
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(eqflow_flow_train(b2, 2, null_mut()), EQFLOW_STATUS_OK);
+        assert_eq!(sample(a), sample(b2), "restart + save + load must continue bit for bit");
+        assert_ne!(sample(a), sample(c), "the new rate must change the steps");
+        // bad arguments: a typed error, the flow untouched
+        assert_eq!(eqflow_flow_restart_schedule(a, f64::NAN, 0.0, 0), EQFLOW_STATUS_INVALID_ARGUMENT);
+        assert!(last().contains("eqflow_flow_restart_schedule") && last().contains("learning rate"), "{}", last());
+        assert_eq!(eqflow_flow_restart_schedule(a, 1e-3, -5.0, 0), EQFLOW_STATUS_INVALID_ARGUMENT);
+        assert!(last().contains("decay steps"), "{}", last());
+        assert_eq!(eqflow_flow_restart_schedule(null_mut(), 1e-3, 0.0, 0), EQFLOW_STATUS_NULL_POINTER);
+        assert_eq!(sample(a), sample(b2));
+        for f in [a, b, b2, c] {
+            eqflow_flow_free(f);
+        }
+        for x in [ca, cb, cc] {
+            eqflow_context_free(x);
+        }
+    }
+}

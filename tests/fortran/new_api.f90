@@ -131,6 +131,10 @@ program new_api
   call check(eqflow_flow_new(ctx, fp, fb))
   call check(eqflow_flow_train(fb, 3_c_int64_t, ts))
   if (ts%steps_done /= 3) stop 32
+  call check(eqflow_flow_restart_schedule(fb, 1d-4, 0d0, 0_c_int64_t))
+  if (eqflow_flow_restart_schedule(fb, -1d0, 0d0, 0_c_int64_t) /= EQFLOW_STATUS_INVALID_ARGUMENT) stop 34
+  call check(eqflow_flow_train(fb, 1_c_int64_t, ts))
+  if (ts%steps_done /= 4) stop 35
   call check(eqflow_flow_sample(fb, int(n, c_size_t), c_loc(phi_a), n * V, c_loc(lq_a), int(n, c_size_t), &
                                 c_null_ptr, 0_c_size_t))
   call check(eqflow_flow_log_prob(fb, phi_a, n * V, lq_b, int(n, c_size_t)))

@@ -84,8 +84,9 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
     /// With --resume: keep the parameters and Adam's moments but start a new learning-rate
     /// schedule at the step reached, from --lr (required) with --decay-steps and --warmup-steps
-    /// (default: the checkpoint's decay, no warm-up). For a run whose rate has decayed to
-    /// nothing while it still improves; saved with the flow, so later resumes stay bit for bit.
+    /// (default: the checkpoint's decay, no warm-up), and --batch if given (a larger batch
+    /// lowers Adam's noise late in training). For a run whose rate has decayed to nothing while
+    /// it still improves; saved with the flow, so later resumes stay bit for bit.
     #[arg(long, requires = "resume")]
     pub restart_schedule: bool,
     /// Minutes between checkpoints (written atomically to --out).
@@ -183,7 +184,7 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
     }
     let schedule_flags = !a.restart_schedule;
     for (flag, given) in [
-        ("--batch", a.batch.is_some()),
+        ("--batch", a.batch.is_some() && schedule_flags),
         ("--lr", a.lr.is_some() && schedule_flags),
         ("--decay-steps", a.decay_steps.is_some() && schedule_flags),
         ("--warmup-steps", a.warmup_steps.is_some() && schedule_flags),
@@ -204,23 +205,21 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
 /// `--restart-schedule`: a new schedule from the step reached; parameters and Adam stay.
 fn restart_schedule(a: &TrainArgs, f: &mut AnyFlow) -> Res<()> {
     let lr = a.lr.ok_or("--restart-schedule needs --lr (the new base learning rate)")?;
-    if !(lr.is_finite() && lr > 0.0) {
-        return Err(format!("--lr {lr}: must be positive"));
-    }
-    if let Some(d) = a.decay_steps {
-        if !(d.is_finite() && d > 0.0) {
-            return Err(format!("--decay-steps {d}: must be positive"));
-        }
-    }
     let step = f.steps_done();
     let t = f.train_config_mut();
-    t.learning_rate = lr;
-    if let Some(d) = a.decay_steps {
-        t.schedule = Schedule::Exponential { decay_steps: d };
+    t.restart(step, lr, a.decay_steps, a.warmup_steps.unwrap_or(0))
+        .map_err(|e| format!("--restart-schedule: {}", e.message))?;
+    if let Some(b) = a.batch {
+        // training draws are indexed by (step, position in the batch): any batch size continues
+        if b == 0 || b >= 1 << 24 {
+            return Err(format!("--batch {b}: must be between 1 and 2^24 - 1"));
+        }
+        t.batch_size = b;
     }
-    t.warmup_steps = a.warmup_steps.unwrap_or(0);
-    t.schedule_start = step;
-    eprintln!("new learning-rate schedule from step {step}: lr {lr} ({:?}, warm-up {})", t.schedule, t.warmup_steps);
+    eprintln!(
+        "new learning-rate schedule from step {step}: lr {lr} ({:?}, warm-up {}), batch {}",
+        t.schedule, t.warmup_steps, t.batch_size
+    );
     Ok(())
 }
 
