@@ -408,6 +408,12 @@ pub(crate) fn train_step<R: Elem, L: Launcher>(d: &L, t: &mut Trainer<R, L>, flo
         *t = Trainer::with_path(&f, d, t.conv.path())?;
     }
     check_same(t, flow)?;
+    if flow.config.train.gradient != crate::train::Gradient::Total {
+        return Err(Error::new(
+            Status::InvalidArgument,
+            "CUDA training computes the total gradient only: path gradients are for the CPU backend",
+        ));
+    }
     step_with(d, t, flow)
 }
 

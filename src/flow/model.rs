@@ -4,7 +4,7 @@
 
 use super::config::Architecture;
 use super::conv::ConvMethod;
-use super::grad::{backward, forward_tape, log_prior, Tape};
+use super::grad::{backward, forward_tape, forward_tape_score, log_prior, Tape};
 use super::ode;
 use super::params::{self, Layout};
 use super::vector_field::VectorField;
@@ -13,7 +13,7 @@ use crate::error::{check_len, Error, Result, Status};
 use crate::lattice::Lattice;
 use crate::real::Real;
 use crate::rng::{Rng, Stream};
-use crate::train::{ess, Adam, TrainConfig};
+use crate::train::{ess, Adam, Gradient, TrainConfig};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -317,12 +317,19 @@ impl Flow {
         let prep = self.prepared(true);
         let total = self.layout.total;
         let weight = 1.0 / n as f64;
-        // 1. forward passes, in parallel over fixed chunks
+        let path = self.config.train.gradient == Gradient::Path;
+        // 1. forward passes, in parallel over fixed chunks (with the score for path gradients)
         let tapes: Vec<AnyTape> = self.pool.install(|| {
             z.par_chunks(CHUNK * v)
-                .map(|zc| match &*prep {
-                    Prepared::F64(f) => AnyTape::F64(forward_tape(f, to_r(zc), &mut f.work(zc.len() / v))),
-                    Prepared::F32(f) => AnyTape::F32(forward_tape(f, to_r(zc), &mut f.work(zc.len() / v))),
+                .map(|zc| match (&*prep, path) {
+                    (Prepared::F64(f), false) => AnyTape::F64(forward_tape(f, to_r(zc), &mut f.work(zc.len() / v))),
+                    (Prepared::F32(f), false) => AnyTape::F32(forward_tape(f, to_r(zc), &mut f.work(zc.len() / v))),
+                    (Prepared::F64(f), true) => {
+                        AnyTape::F64(forward_tape_score(f, to_r(zc), &mut f.work_for_grad(zc.len() / v)))
+                    }
+                    (Prepared::F32(f), true) => {
+                        AnyTape::F32(forward_tape_score(f, to_r(zc), &mut f.work_for_grad(zc.len() / v)))
+                    }
                 })
                 .collect()
         });
@@ -344,6 +351,18 @@ impl Flow {
         let mut force = vec![0.0; n * v];
         self.evaluate_action(&out.phi, &mut out.action, Some(&mut force))?;
         force.iter_mut().for_each(|f| *f *= weight);
+        // path gradients: the cotangent at φ(1) is ∇(log q + S) / n and log q itself is not
+        // differentiated (its score term has zero mean)
+        let log_q_weight = if path {
+            let scores = tapes.iter().flat_map(|t| match t {
+                AnyTape::F64(t) => t.score.iter().copied().collect::<Vec<f64>>(),
+                AnyTape::F32(t) => t.score.iter().map(|&x| x as f64).collect(),
+            });
+            force.iter_mut().zip(scores).for_each(|(f, a)| *f += weight * a);
+            0.0
+        } else {
+            weight
+        };
         // 3. back-propagation, in parallel, gradients summed in chunk order
         let grads: Vec<Vec<f64>> = self.pool.install(|| {
             tapes
@@ -353,10 +372,10 @@ impl Flow {
                     let mut g = vec![0.0; total];
                     match (&*prep, t) {
                         (Prepared::F64(f), AnyTape::F64(t)) => {
-                            backward(f, t, &to_r(fc), weight, &mut g, &mut f.work_for_grad(fc.len() / v))
+                            backward(f, t, &to_r(fc), log_q_weight, &mut g, &mut f.work_for_grad(fc.len() / v))
                         }
                         (Prepared::F32(f), AnyTape::F32(t)) => {
-                            backward(f, t, &to_r(fc), weight, &mut g, &mut f.work_for_grad(fc.len() / v))
+                            backward(f, t, &to_r(fc), log_q_weight, &mut g, &mut f.work_for_grad(fc.len() / v))
                         }
                         _ => unreachable!("tape and field of different precision"),
                     }

@@ -377,6 +377,11 @@ impl RealNvp {
     /// One Adam step on a fresh batch. A non-finite loss or gradient returns an error and
     /// leaves the parameters and optimiser state as they were.
     pub fn train_step(&mut self) -> Result<StepStats> {
+        if self.config.train.gradient != crate::train::Gradient::Total {
+            return Err(Error::invalid(
+                "RealNVP training computes the total gradient only (path gradients: continuous flows)",
+            ));
+        }
         let b = self.config.train.batch_size;
         let z = self.noise(Stream::Train, self.steps_done << 24, b)?;
         let (loss, samples, grad) = self.loss_and_grad_of(&z)?;
