@@ -85,6 +85,13 @@
 // Flow type: the RealNVP baseline (SPEC §7).
 #define EQFLOW_FLOW_REALNVP 1
 
+// Gradient estimator: the total derivative of the batch loss (the default).
+#define EQFLOW_GRADIENT_TOTAL 0
+
+// Gradient estimator: the path gradient (the score term dropped; lower variance late in
+// training; continuous flows on the CPU backend).
+#define EQFLOW_GRADIENT_PATH 1
+
 // Success.
 #define EQFLOW_STATUS_OK 0
 
@@ -676,6 +683,14 @@ eqflow_status eqflow_flow_reweight(struct eqflow_flow *flow, size_t n_samples, d
 // # Safety
 // `flow` is a valid flow.
 eqflow_status eqflow_flow_restart_schedule(struct eqflow_flow *flow, double learning_rate, double decay_steps, uint64_t warmup_steps);
+
+// Chooses how `flow`'s training steps estimate the gradient: `EQFLOW_GRADIENT_TOTAL` (the
+// default) or `EQFLOW_GRADIENT_PATH` (continuous flows; training it in a CUDA context then
+// fails with 100). Saved with the flow.
+//
+// # Safety
+// `flow` is a valid flow.
+eqflow_status eqflow_flow_set_gradient(struct eqflow_flow *flow, int32_t gradient);
 
 // Sets `flow`'s parameters from `small`, a flow of the same architecture trained on a lattice
 // no larger than `flow`'s (transfer to a larger lattice: each displacement orbit of the small

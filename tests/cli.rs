@@ -136,6 +136,36 @@ fn restart_schedule_keeps_adam_and_resumes_bit_for_bit() {
         "--batch 0",
     );
     assert_one_line_error(&run(&[&base[..], &["--batch", "8"]].concat()), "--batch cannot change");
+    assert_one_line_error(&run(&[&base[..], &["--gradient", "path"]].concat()), "--gradient cannot change");
+    assert_one_line_error(
+        &run(&[&base[..], &["--restart-schedule", "--lr", "1e-4", "--gradient", "exact"]].concat()),
+        "unknown --gradient 'exact'",
+    );
+    // switching to path gradients late in a run
+    let j = json_of(&run(&[
+        &base[..],
+        &["--restart-schedule", "--lr", "1e-4", "--gradient", "path", "--json", "--ess-samples", "20"],
+    ]
+    .concat()));
+    assert_eq!(j["steps_done"], 7);
+    assert_eq!(eqflow::io::load(&c, 1).unwrap().config.train.gradient, eqflow::train::Gradient::Path);
+    let o = d.join("rn.safetensors");
+    let rn = [
+        "train",
+        "--arch",
+        "realnvp",
+        "--lattice",
+        "4",
+        "--m2",
+        "-4",
+        "--lambda",
+        "8",
+        "--steps",
+        "1",
+        "--out",
+        o.to_str().unwrap(),
+    ];
+    assert_one_line_error(&run(&[&rn[..], &["--gradient", "path"]].concat()), "not RealNVP");
 }
 
 fn assert_one_line_error(o: &Output, needle: &str) {

@@ -180,6 +180,8 @@ class Flow {
     void init_from(const Flow &small) { check(eqflow_flow_init_from(h_.get(), small.get())); }
     /// A new learning-rate schedule from the step reached (parameters and Adam's moments kept);
     /// decay_steps 0 keeps the flow's decay.
+    /// EQFLOW_GRADIENT_TOTAL (default) or EQFLOW_GRADIENT_PATH.
+    void set_gradient(std::int32_t gradient) { check(eqflow_flow_set_gradient(h_.get(), gradient)); }
     void restart_schedule(double learning_rate, double decay_steps = 0.0, std::uint64_t warmup_steps = 0) {
         check(eqflow_flow_restart_schedule(h_.get(), learning_rate, decay_steps, warmup_steps));
     }

@@ -43,6 +43,8 @@ module eqflow
   integer(c_int32_t), parameter :: EQFLOW_COUPLINGS_STANDARD = 0  ! (m2, lambda)
   integer(c_int32_t), parameter :: EQFLOW_FLOW_CONTINUOUS = 0   ! the equivariant continuous flow
   integer(c_int32_t), parameter :: EQFLOW_FLOW_REALNVP = 1      ! the RealNVP baseline
+  integer(c_int32_t), parameter :: EQFLOW_GRADIENT_TOTAL = 0    ! training gradient: total derivative
+  integer(c_int32_t), parameter :: EQFLOW_GRADIENT_PATH = 1     ! training gradient: path gradient
   integer(c_int32_t), parameter :: EQFLOW_COUPLINGS_HOPPING = 1   ! (kappa, lambda_tilde); fields phi/sqrt(kappa)
 
   type, bind(C) :: eqflow_context_params
@@ -292,6 +294,12 @@ module eqflow
       real(c_double), value :: learning_rate, decay_steps
       integer(c_int64_t), value :: warmup_steps
       integer(c_int32_t) :: eqflow_flow_restart_schedule
+    end function
+    function eqflow_flow_set_gradient(flow, gradient) bind(C, name="eqflow_flow_set_gradient")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: flow
+      integer(c_int32_t), value :: gradient
+      integer(c_int32_t) :: eqflow_flow_set_gradient
     end function
     function eqflow_flow_save(flow, path) bind(C, name="eqflow_flow_save")
       import :: c_ptr, c_char, c_int32_t

@@ -5,7 +5,7 @@ module EqFlow
 
 export Context, Flow, Chain, EqFlowError, train!, sample!, sample_float!, log_prob!, ess!, save, load_flow,
        chain_step!, chain_run!, set_flip!, observables, reset_observables!, load_chain, set_state!, chain_state,
-       reweight!, lattice_volume, restart_schedule!
+       reweight!, lattice_volume, restart_schedule!, set_gradient!
 
 const libeqflow = get(ENV, "EQFLOW_LIB", "libeqflow")
 
@@ -44,6 +44,8 @@ const EQFLOW_LAYOUT_EVEN_ODD = Int32(2)     # even sites first, then odd, each x
 const EQFLOW_COUPLINGS_STANDARD = Int32(0)  # (m2, lambda)
 const EQFLOW_FLOW_CONTINUOUS = Int32(0)    # the equivariant continuous flow
 const EQFLOW_FLOW_REALNVP = Int32(1)       # the RealNVP baseline
+const EQFLOW_GRADIENT_TOTAL = Int32(0)     # training gradient: total derivative (default)
+const EQFLOW_GRADIENT_PATH = Int32(1)      # training gradient: path gradient
 const EQFLOW_COUPLINGS_HOPPING = Int32(1)   # (kappa, lambda_tilde); fields are phi/sqrt(kappa)
 
 # Layouts of the C structs (Julia's isbits structs follow the C ABI's alignment rules).
@@ -299,6 +301,12 @@ kept), `warmup_steps` of linear warm-up."""
 function restart_schedule!(f::Flow, lr::Real; decay_steps::Real = 0.0, warmup_steps::Integer = 0)
     check(ccall((:eqflow_flow_restart_schedule, libeqflow), Int32, (Ptr{Cvoid}, Float64, Float64, UInt64),
                 f.ptr, lr, decay_steps, warmup_steps))
+    f
+end
+
+"""Chooses the training gradient estimator: `EQFLOW_GRADIENT_TOTAL` or `EQFLOW_GRADIENT_PATH`."""
+function set_gradient!(f::Flow, gradient::Integer)
+    check(ccall((:eqflow_flow_set_gradient, libeqflow), Int32, (Ptr{Cvoid}, Int32), f.ptr, gradient))
     f
 end
 

@@ -56,6 +56,11 @@ pub const EQFLOW_COUPLINGS_HOPPING: i32 = 1;
 pub const EQFLOW_FLOW_CONTINUOUS: i32 = 0;
 /// Flow type: the RealNVP baseline (SPEC §7).
 pub const EQFLOW_FLOW_REALNVP: i32 = 1;
+/// Gradient estimator: the total derivative of the batch loss (the default).
+pub const EQFLOW_GRADIENT_TOTAL: i32 = 0;
+/// Gradient estimator: the path gradient (the score term dropped; lower variance late in
+/// training; continuous flows on the CPU backend).
+pub const EQFLOW_GRADIENT_PATH: i32 = 1;
 
 /// A flow, its target φ⁴ action and its optimiser state.
 ///
@@ -786,6 +791,34 @@ pub unsafe extern "C" fn eqflow_flow_restart_schedule(
         let step = f.steps_done();
         let decay = if decay_steps == 0.0 { None } else { Some(decay_steps) };
         f.train_config_mut().restart(step, learning_rate, decay, warmup_steps)
+    })
+}
+
+/// Chooses how `flow`'s training steps estimate the gradient: `EQFLOW_GRADIENT_TOTAL` (the
+/// default) or `EQFLOW_GRADIENT_PATH` (continuous flows; training it in a CUDA context then
+/// fails with 100). Saved with the flow.
+///
+/// # Safety
+/// `flow` is a valid flow.
+#[no_mangle]
+pub unsafe extern "C" fn eqflow_flow_set_gradient(flow: *mut eqflow_flow, gradient: i32) -> eqflow_status {
+    boundary("eqflow_flow_set_gradient", || {
+        let f = flow_ref(flow)?;
+        let mut f = lock(&f.inner, "flow")?;
+        let g = match gradient {
+            EQFLOW_GRADIENT_TOTAL => crate::train::Gradient::Total,
+            EQFLOW_GRADIENT_PATH => crate::train::Gradient::Path,
+            g => {
+                return Err(Error::invalid(format!(
+                    "argument 'gradient' = {g} (EQFLOW_GRADIENT_TOTAL 0 or EQFLOW_GRADIENT_PATH 1)"
+                )))
+            }
+        };
+        if g == crate::train::Gradient::Path && f.kind() == crate::FlowKind::RealNvp {
+            return Err(Error::invalid("EQFLOW_GRADIENT_PATH is for continuous flows, not RealNVP"));
+        }
+        f.train_config_mut().gradient = g;
+        Ok(())
     })
 }
 

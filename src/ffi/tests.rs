@@ -217,6 +217,13 @@ fn restarted_schedule_continues_bit_for_bit_after_save_and_load() {
         assert!(last().contains("decay steps"), "{}", last());
         assert_eq!(eqflow_flow_restart_schedule(null_mut(), 1e-3, 0.0, 0), EQFLOW_STATUS_NULL_POINTER);
         assert_eq!(sample(a), sample(b2));
+        // path gradients: a different step from the same state
+        assert_eq!(eqflow_flow_set_gradient(a, 7), EQFLOW_STATUS_INVALID_ARGUMENT);
+        assert!(last().contains("'gradient' = 7"), "{}", last());
+        assert_eq!(eqflow_flow_set_gradient(a, EQFLOW_GRADIENT_PATH), EQFLOW_STATUS_OK, "{}", last());
+        assert_eq!(eqflow_flow_train(a, 1, null_mut()), EQFLOW_STATUS_OK, "{}", last());
+        assert_eq!(eqflow_flow_train(b2, 1, null_mut()), EQFLOW_STATUS_OK, "{}", last());
+        assert_ne!(sample(a), sample(b2), "the path step must differ from the total one");
         for f in [a, b, b2, c] {
             eqflow_flow_free(f);
         }

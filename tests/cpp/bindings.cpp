@@ -89,6 +89,7 @@ int main(int argc, char **argv) {
         CHECK(r.n == 64 && std::isfinite(r.chi2) && r.chi2_err > 0.0 && r.ess > 0.0 && r.ess <= 1.0);
         CHECK(status_of([&] { a.reweight(1); }) == EQFLOW_STATUS_INVALID_ARGUMENT);
         CHECK(status_of([&] { a.restart_schedule(-1.0); }) == EQFLOW_STATUS_INVALID_ARGUMENT);
+        CHECK(status_of([&] { a.set_gradient(7); }) == EQFLOW_STATUS_INVALID_ARGUMENT);
 
         // run: every k-th field of step(); observables; flips; reset
         eqflow::Chain c1(a, 3), c2(a, 3);

@@ -135,6 +135,7 @@ program new_api
   if (eqflow_flow_restart_schedule(fb, -1d0, 0d0, 0_c_int64_t) /= EQFLOW_STATUS_INVALID_ARGUMENT) stop 34
   call check(eqflow_flow_train(fb, 1_c_int64_t, ts))
   if (ts%steps_done /= 4) stop 35
+  if (eqflow_flow_set_gradient(fb, EQFLOW_GRADIENT_PATH) /= EQFLOW_STATUS_INVALID_ARGUMENT) stop 36
   call check(eqflow_flow_sample(fb, int(n, c_size_t), c_loc(phi_a), n * V, c_loc(lq_a), int(n, c_size_t), &
                                 c_null_ptr, 0_c_size_t))
   call check(eqflow_flow_log_prob(fb, phi_a, n * V, lq_b, int(n, c_size_t)))
