@@ -355,7 +355,7 @@ impl Flow {
         // differentiated (its score term has zero mean)
         let log_q_weight = if path {
             let scores = tapes.iter().flat_map(|t| match t {
-                AnyTape::F64(t) => t.score.iter().copied().collect::<Vec<f64>>(),
+                AnyTape::F64(t) => t.score.to_vec(),
                 AnyTape::F32(t) => t.score.iter().map(|&x| x as f64).collect(),
             });
             force.iter_mut().zip(scores).for_each(|(f, a)| *f += weight * a);
