@@ -4,10 +4,20 @@
 mod common;
 use common::*;
 use eqflow::flow::{Architecture, Flow, FlowConfig};
-use eqflow::train::Schedule;
+use eqflow::train::{Gradient, Schedule};
 
 #[test]
 fn free_theory_reaches_ess_above_099() {
+    free_theory(Gradient::Total);
+}
+
+/// Path gradients on the free theory, where q = p is reachable: their noise vanishes there.
+#[test]
+fn free_theory_with_path_gradients_reaches_ess_above_099() {
+    free_theory(Gradient::Path);
+}
+
+fn free_theory(gradient: Gradient) {
     let mut cfg = FlowConfig::new(4, 1.0, 0.0);
     let mut a = Architecture::seed();
     a.n_frequencies = 2;
@@ -18,6 +28,7 @@ fn free_theory_reaches_ess_above_099() {
     cfg.train.learning_rate = 3e-2;
     cfg.train.schedule = Schedule::Step { every: 150, factor: 0.3 };
     cfg.seed = 3;
+    cfg.train.gradient = gradient;
     let mut f = Flow::new(cfg, 2).unwrap();
     let ess0 = f.ess(500).unwrap();
     let mut last = 0.0;
@@ -31,7 +42,7 @@ fn free_theory_reaches_ess_above_099() {
             }
         }
     }
-    eprintln!("free theory ESS {ess0:.3} -> {last:.4}");
+    eprintln!("free theory ({gradient:?} gradient) ESS {ess0:.3} -> {last:.4}");
     assert!(last > 0.99, "free-theory ESS {last}");
 }
 
@@ -63,10 +74,17 @@ fn interacting_l6_learns() {
 
 #[test]
 fn same_seed_same_parameters_whatever_the_thread_count() {
+    for gradient in [Gradient::Total, Gradient::Path] {
+        same_whatever_the_thread_count(gradient);
+    }
+}
+
+fn same_whatever_the_thread_count(gradient: Gradient) {
     let run = |threads| {
         let mut cfg = FlowConfig::new(5, -4.0, 6.975);
         cfg.arch = small_arch(true);
         cfg.train.batch_size = 37;
+        cfg.train.gradient = gradient;
         let mut f = Flow::new(cfg, threads).unwrap();
         for _ in 0..3 {
             f.train_step().unwrap();
