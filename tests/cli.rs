@@ -150,21 +150,7 @@ fn restart_schedule_keeps_adam_and_resumes_bit_for_bit() {
     assert_eq!(j["steps_done"], 7);
     assert_eq!(eqflow::io::load(&c, 1).unwrap().config.train.gradient, eqflow::train::Gradient::Path);
     let o = d.join("rn.safetensors");
-    let rn = [
-        "train",
-        "--arch",
-        "realnvp",
-        "--lattice",
-        "4",
-        "--m2",
-        "-4",
-        "--lambda",
-        "8",
-        "--steps",
-        "1",
-        "--out",
-        o.to_str().unwrap(),
-    ];
+    let rn = [&["train", "--arch", "realnvp", "--steps", "1", "--out", o.to_str().unwrap()][..], &THEORY[..]].concat();
     assert_one_line_error(&run(&[&rn[..], &["--gradient", "path"]].concat()), "not RealNVP");
 }
 
