@@ -15,6 +15,7 @@ use crate::error::Status;
 use crate::flow::config::{Architecture, FeatureKind};
 use crate::flow::model::{Flow, FlowConfig, Precision, Samples};
 use crate::rng::{Rng, Stream};
+use crate::train::Gradient;
 use std::sync::Arc;
 
 fn noise(n: usize, seed: u64, scale: f64) -> Vec<f64> {
@@ -799,11 +800,17 @@ fn check_training<L: Launcher>(d: &L) {
         assert!(grad.iter().any(|&g| g.abs() > 1e-6), "{what}: a zero gradient tests nothing");
     }
     for (name, arch, l) in training_cases() {
-        for precision in [Precision::F64, Precision::F32] {
+        for (precision, gradient) in [
+            (Precision::F64, Gradient::Total),
+            (Precision::F32, Gradient::Total),
+            (Precision::F64, Gradient::Path),
+            (Precision::F32, Gradient::Path),
+        ] {
             let mut flow = random_flow(l, arch.clone(), precision, 5);
             flow.config.precision = precision;
+            flow.config.train.gradient = gradient;
             let z = noise(7 * l * l, 17, 1.0);
-            let what = format!("{name} {precision:?}");
+            let what = format!("{name} {precision:?} {gradient:?} gradient");
             match precision {
                 Precision::F64 => run::<L, f64>(d, &mut flow, &z, &what, (1e-12, 1e-10)),
                 Precision::F32 => run::<L, f32>(d, &mut flow, &z, &what, (1e-5, 1e-3)),
@@ -829,7 +836,10 @@ fn emulated_training_steps_follow_the_cpu_steps() {
     let Some(e) = emulator() else { return };
     let (name, arch, l) = training_cases().remove(1);
     // micro-batches, and coarse integration for the first step (N_t 3 → 1 → 3)
-    for (micro, coarse, path) in [(0usize, 0usize, ConvPath::Direct), (3, 1, ConvPath::Spectral)] {
+    // (the path gradient switched on after the trainer was made: the step follows the flow)
+    for (micro, coarse, path, gradient) in
+        [(0usize, 0usize, ConvPath::Direct, Gradient::Total), (3, 1, ConvPath::Spectral, Gradient::Path)]
+    {
         let mut cpu = random_flow(l, arch.clone(), Precision::F64, 9);
         cpu.config.precision = Precision::F64;
         cpu.config.train.batch_size = 8;
@@ -838,6 +848,8 @@ fn emulated_training_steps_follow_the_cpu_steps() {
         cpu.config.train.coarse_steps = 1;
         let mut dev = cpu.snapshot();
         let mut tr = train::Trainer::<f64, Emulator>::with_path(&dev, e, path).unwrap();
+        cpu.config.train.gradient = gradient;
+        dev.config.train.gradient = gradient;
         for _ in 0..2 {
             let a = cpu.train_step().unwrap();
             let b = train::train_step(e, &mut tr, &mut dev).unwrap();

@@ -22,7 +22,39 @@ use crate::flow::model::{Flow, Precision, Samples, StepStats};
 use crate::flow::params::Layout;
 use crate::flow::vector_field::{mixing, time_weights};
 use crate::rng::Stream;
+use crate::train::Gradient;
 use std::sync::Arc;
+
+/// The score integrated alongside the forward pass (path gradients), and the scratch of its
+/// vector-Jacobian products (their parameter cotangents are discarded).
+struct Score<L: Launcher, R: Elem> {
+    a: L::Buf<R>,
+    ai: L::Buf<R>,
+    m: [L::Buf<R>; 4],
+    abuf: L::Buf<R>,
+    hbar: Option<L::Buf<R>>,
+    wbar: L::Buf<f64>,
+    beta_bar: L::Buf<f64>,
+    omega_bar: L::Buf<f64>,
+}
+
+impl<L: Launcher, R: Elem> Score<L, R> {
+    fn new(dev: &L, z: &L::Buf<R>, n: usize, v: usize, d: FieldDims, n_omega: usize, mixed: bool) -> Result<Self> {
+        let len = n * v;
+        let mut a = dev.alloc_zeros::<R>(len)?;
+        launch::axpby(dev, z, &mut a, -1.0, 0.0, len)?;
+        Ok(Score {
+            a,
+            ai: dev.alloc_zeros(len)?,
+            m: [dev.alloc_zeros(len)?, dev.alloc_zeros(len)?, dev.alloc_zeros(len)?, dev.alloc_zeros(len)?],
+            abuf: dev.alloc_zeros(n * d.n_c * v)?,
+            hbar: if mixed { Some(dev.alloc_zeros(n * d.n_h * v)?) } else { None },
+            wbar: dev.alloc_zeros(d.n_slots * d.n_c * v)?,
+            beta_bar: dev.alloc_zeros(d.n_slots * d.n_h)?,
+            omega_bar: dev.alloc_zeros(n_omega)?,
+        })
+    }
+}
 
 /// One bank of features of a stage point.
 struct Bank<L: Launcher, R: Elem> {
@@ -56,6 +88,8 @@ pub struct Trainer<R: Elem, L: Launcher> {
     w0: L::Buf<R>,
     /// K(t_s) (d_t) of every slot, for ∂T on the host.
     k_raw: Vec<Vec<f64>>,
+    /// The gradient estimator (the flow's `TrainConfig::gradient` when last stepped).
+    gradient: Gradient,
 }
 
 impl<R: Elem, L: Launcher> Trainer<R, L> {
@@ -118,6 +152,7 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
             beta: (0..n_slots).map(|_| dev.alloc_zeros(layout.n_h)).collect::<Result<_>>()?,
             w0: dev.alloc_zeros(n_slots * layout.n_c)?,
             k_raw: Vec::new(),
+            gradient: flow.config.train.gradient,
             arch,
             layout,
         };
@@ -181,6 +216,50 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
         self.conv.forward(dev, &self.wt[slot], feats, k, n, s)
     }
 
+    /// Stage i of the score's RK4 step (`flow::grad::forward_tape_score`): the stage's score
+    /// A_i = a + c_i·(−m_{i−1}), then m_i = (∂f/∂u)ᵀ A_i + ∇_u(∇·f) at the stage point, whose
+    /// features `bank` holds (the right-hand side is −m_i).
+    #[allow(clippy::too_many_arguments)]
+    fn score_stage(
+        &self,
+        dev: &L,
+        sc: &mut Score<L, R>,
+        i: usize,
+        slot: usize,
+        point: &L::Buf<R>,
+        bank: &Bank<L, R>,
+        coef: f64,
+        n: usize,
+        scratch: &mut Scratch<L, R>,
+    ) -> Result<()> {
+        let (v, d) = (self.fd.v, self.d);
+        let len = n * v;
+        if i == 0 {
+            launch::axpby(dev, &sc.a, &mut sc.ai, 1.0, 0.0, len)?;
+        } else {
+            launch::rk4_point(dev, &sc.a, &sc.m[i - 1], &mut sc.ai, -coef, len)?;
+        }
+        let feats = bank.g.as_ref().unwrap_or(&bank.h);
+        self.conv.backward(dev, &self.wt[slot], &sc.ai, feats, &mut sc.abuf, &mut sc.wbar, n, slot, d, scratch)?;
+        let hb = match (&self.fmix, sc.hbar.as_mut()) {
+            (Some((_, ft)), Some(hb)) => {
+                launch::mix(dev, ft, &sc.abuf, hb, n, v, d.n_c, d.n_h)?;
+                &*hb
+            }
+            _ => &sc.abuf,
+        };
+        let fb = FeaturesBackward {
+            u: point,
+            omega: &self.omega,
+            h: &bank.h,
+            hp: &bank.hp,
+            hbar: hb,
+            beta: &self.beta[slot],
+        };
+        let fd = FeatureDims { n, ..self.fd };
+        launch::features_backward(dev, fb, &mut sc.m[i], &mut sc.beta_bar, &mut sc.omega_bar, 1.0, slot, fd, d.n_slots)
+    }
+
     /// The loss (mean of log q + S), log q and S of each field, and the gradient (the flow's
     /// parameter layout) for prior draws `z` (n × V) on the executor.
     pub fn loss_and_grad(&self, dev: &L, z: L::Buf<R>, n: usize) -> Result<(f64, Samples, Vec<f64>)> {
@@ -215,6 +294,11 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
         let mut log_r = dev.alloc_zeros::<f64>(n)?;
         launch::log_prior(dev, &z, &mut log_r, n, v)?;
         let mut neg_div = dev.alloc_zeros::<f64>(n)?;
+        // path gradients: the score a = ∇ log q_t along the trajectory, from a(0) = −z
+        let mut score = match self.gradient {
+            Gradient::Total => None,
+            Gradient::Path => Some(Score::<L, R>::new(dev, &z, n, v, d, fd.n_omega, mixed)?),
+        };
         let mut states = vec![z];
         for step in 0..n_steps {
             let slots = [2 * step, 2 * step + 1, 2 * step + 1, 2 * step + 2];
@@ -227,6 +311,15 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
                 let point = if i == 0 { &states[step] } else { &u[i] };
                 self.eval(dev, slots[i], point, &mut banks[0], &mut k[i], n, &mut scratch)?;
                 launch::divergence(dev, &banks[0].hp, &self.beta[slots[i]], &mut dv[i], n, v, n_h)?;
+                if let Some(sc) = score.as_mut() {
+                    self.score_stage(dev, sc, i, slots[i], point, &banks[0], coef[i].f64(), n, &mut scratch)?;
+                }
+            }
+            if let Some(sc) = score.as_mut() {
+                // a_{n+1} = a_n − h/6 (m_1 + 2 m_2 + 2 m_3 + m_4)
+                for (i, ci) in [1.0, 2.0, 2.0, 1.0].into_iter().enumerate() {
+                    launch::axpby(dev, &sc.m[i], &mut sc.a, -h_step / 6.0 * ci, 1.0, len)?;
+                }
             }
             let mut next = dev.alloc_zeros::<R>(len)?;
             launch::axpby(dev, &states[step], &mut next, 1.0, 0.0, len)?;
@@ -251,6 +344,15 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
         launch::force(dev, phi, &mut force, self.m2, self.lambda, n, l)?;
         let mut phibar = dev.alloc_zeros::<R>(len)?;
         launch::scale_from_f64(dev, &force, &mut phibar, weight, len)?;
+        // path gradients: φ̄ = ∇(log q + S) / n, and log q is not differentiated
+        let log_q_weight = match &score {
+            Some(sc) => {
+                launch::axpby(dev, &sc.a, &mut phibar, weight, 1.0, len)?;
+                0.0
+            }
+            None => weight,
+        };
+        drop(score);
 
         // 3. back-propagation through the steps (flow::grad::backward)
         let mut wbar = dev.alloc_zeros::<f64>(d.n_slots * n_c * v)?;
@@ -291,7 +393,7 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
                 if let Some(j) = carry {
                     launch::axpby(dev, &ubar, &mut kbar, (a_next[j - 1] * hr).f64(), 1.0, len)?;
                 }
-                let dbar = -h_step / 6.0 * c[i] * weight;
+                let dbar = -h_step / 6.0 * c[i] * log_q_weight;
                 let s = slots[i];
                 let point = if i == 0 { &states[step] } else { &u[i] };
                 let bank = &banks[i];
@@ -408,12 +510,7 @@ pub(crate) fn train_step<R: Elem, L: Launcher>(d: &L, t: &mut Trainer<R, L>, flo
         *t = Trainer::with_path(&f, d, t.conv.path())?;
     }
     check_same(t, flow)?;
-    if flow.config.train.gradient != crate::train::Gradient::Total {
-        return Err(Error::new(
-            Status::InvalidArgument,
-            "CUDA training computes the total gradient only: path gradients are for the CPU backend",
-        ));
-    }
+    t.gradient = flow.config.train.gradient;
     step_with(d, t, flow)
 }
 
