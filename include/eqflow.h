@@ -89,7 +89,7 @@
 #define EQFLOW_GRADIENT_TOTAL 0
 
 // Gradient estimator: the path gradient (the score term dropped; lower variance late in
-// training; continuous flows on the CPU backend).
+// training; continuous flows, on either backend).
 #define EQFLOW_GRADIENT_PATH 1
 
 // Success.
@@ -685,8 +685,8 @@ eqflow_status eqflow_flow_reweight(struct eqflow_flow *flow, size_t n_samples, d
 eqflow_status eqflow_flow_restart_schedule(struct eqflow_flow *flow, double learning_rate, double decay_steps, uint64_t warmup_steps);
 
 // Chooses how `flow`'s training steps estimate the gradient: `EQFLOW_GRADIENT_TOTAL` (the
-// default) or `EQFLOW_GRADIENT_PATH` (continuous flows; training it in a CUDA context then
-// fails with 100). Saved with the flow.
+// default) or `EQFLOW_GRADIENT_PATH` (continuous flows, in either context). Saved with the
+// flow.
 //
 // # Safety
 // `flow` is a valid flow.

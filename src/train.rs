@@ -43,7 +43,7 @@ pub enum Gradient {
     /// score term E[∂_θ log q_θ(x)] (zero in expectation) is dropped, so the estimator's
     /// variance vanishes as q → p. Each field's cotangent at φ(1) is ∇_φ(log q + S), with the
     /// score ∇_φ log q integrated along the trajectory (`flow::grad::forward_tape_score`:
-    /// about 1.4× the time of a step at L = 6). Continuous flow on the CPU only.
+    /// about 1.4× the time of a step at L = 6). Continuous flows (CPU and CUDA trainers); not RealNVP.
     Path,
 }
 

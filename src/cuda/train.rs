@@ -9,6 +9,11 @@
 //! ODE loop. The Adam update is the host's (`Flow::apply_gradient`, O(n_params)), so the
 //! optimiser state and the checkpoints are the CPU's, bit for bit in format.
 //!
+//! Path gradients (`TrainConfig::gradient`): the score ∇ log q is integrated alongside the
+//! forward pass by the same kernels (one vector-Jacobian product per stage, as
+//! `flow::grad::forward_tape_score`), and the backward pass starts from ∇(log q + S) without
+//! differentiating log q.
+//!
 //! Written once over [`Launcher`]: the tests run it on the host emulation of the kernels
 //! against `Flow::loss_and_grad_of`; on a GPU, [`CudaTrainer`] runs it on the device.
 

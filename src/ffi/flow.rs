@@ -59,7 +59,7 @@ pub const EQFLOW_FLOW_REALNVP: i32 = 1;
 /// Gradient estimator: the total derivative of the batch loss (the default).
 pub const EQFLOW_GRADIENT_TOTAL: i32 = 0;
 /// Gradient estimator: the path gradient (the score term dropped; lower variance late in
-/// training; continuous flows on the CPU backend).
+/// training; continuous flows, on either backend).
 pub const EQFLOW_GRADIENT_PATH: i32 = 1;
 
 /// A flow, its target φ⁴ action and its optimiser state.
@@ -795,8 +795,8 @@ pub unsafe extern "C" fn eqflow_flow_restart_schedule(
 }
 
 /// Chooses how `flow`'s training steps estimate the gradient: `EQFLOW_GRADIENT_TOTAL` (the
-/// default) or `EQFLOW_GRADIENT_PATH` (continuous flows; training it in a CUDA context then
-/// fails with 100). Saved with the flow.
+/// default) or `EQFLOW_GRADIENT_PATH` (continuous flows, in either context). Saved with the
+/// flow.
 ///
 /// # Safety
 /// `flow` is a valid flow.

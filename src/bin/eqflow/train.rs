@@ -58,8 +58,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub ode_steps: Option<usize>,
     /// Gradient estimator: total (the derivative of the batch loss) or path (drops the score
-    /// term, whose variance dominates late in training; about 1.4× the time of a step at L = 6; CPU
-    /// only). With --resume only together with --restart-schedule.
+    /// term, whose variance dominates late in training; about 1.4× the time of a step at L = 6).
+    /// With --resume only together with --restart-schedule.
     #[arg(long)]
     pub gradient: Option<String>,
     /// Seed of the initial parameters and every random stream.
