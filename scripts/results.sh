@@ -3,9 +3,9 @@
 # machine: the seed Table 1 reproduction at L = 6 and 12 (the L = 12 flow starts from the
 # L = 6 one), the equal-budget comparison of the flow, its ablations and RealNVP, the refined
 # architecture at L = 6 and 12 (the L = 12 flow starts from the L = 6 one; sampled at its
-# N_t and at N_t = 200), the discretisation gap of log q of these flows, and the
-# coarse-integration comparison at L = 6.
-# Takes about 5 hours on 2 cores; OUT (default out/) keeps the flows, logs and CSVs.
+# N_t and at N_t = 200), the discretisation gap of log q of these flows, the
+# coarse-integration comparison at L = 6, and path against total gradients at L = 6.
+# Takes about 6 hours on 2 cores; OUT (default out/) keeps the flows, logs and CSVs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}
@@ -40,6 +40,15 @@ $E train --preset L6 --minutes 10 --steps 1000000 --threads 1 --coarse-ode-steps
 $E train --preset L6 --minutes 10 --steps 1000000 --threads 1 --out "$OUT/fine_L6.safetensors"
 wait
 for r in coarse fine; do $E sample --flow "$OUT/${r}_L6.safetensors" --n 4000 --threads 1 > "$OUT/${r}_L6.txt" 2>&1; done
+# path gradients against the total gradient: the 25-minute L = 6 flow continued side by side with
+# its own schedule (the same training draws step by step), 45 minutes each
+for g in total path; do
+  cp "$OUT/flow_L6.safetensors" "$OUT/cont_${g}_L6.safetensors"
+  $E train --preset L6 --resume "$OUT/cont_${g}_L6.safetensors" --restart-schedule --lr 4.19e-4 --decay-steps 5535 \
+    --gradient $g --minutes 45 --steps 1000000 --threads 1 --out "$OUT/cont_${g}_L6.safetensors" &
+done
+wait
+for g in total path; do $E sample --flow "$OUT/cont_${g}_L6.safetensors" --n 20000 --threads 1 > "$OUT/cont_${g}_L6.txt" 2>&1; done
 {
   echo "# Results ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F))"
   echo
@@ -75,6 +84,12 @@ for r in coarse fine; do $E sample --flow "$OUT/${r}_L6.safetensors" --n 4000 --
   echo
   echo '```'
   cat "$OUT/coarse_L6.txt" "$OUT/fine_L6.txt"
+  echo '```'
+  echo
+  echo "## Path against total gradients, continuing the L = 6 flow 45 minutes each (logs: $OUT/cont_*_L6.safetensors.log.jsonl)"
+  echo
+  echo '```'
+  cat "$OUT/cont_total_L6.txt" "$OUT/cont_path_L6.txt"
   echo '```'
 } > docs/results.md
 echo "wrote docs/results.md"
