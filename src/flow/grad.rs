@@ -79,10 +79,8 @@ pub fn forward_tape_score<R: Real>(field: &VectorField<R>, z: Vec<R>, w: &mut Wo
                 st.u[0].copy_from_slice(&cur);
                 ai.copy_from_slice(&a);
             } else {
-                let (done, rest) = st.u.split_at_mut(i);
-                let _ = done;
                 for (((u, &p), &k), (x, (&a0, &mp))) in
-                    rest[0].iter_mut().zip(&cur).zip(&st.k[i - 1]).zip(ai.iter_mut().zip(a.iter().zip(&m[i - 1])))
+                    st.u[i].iter_mut().zip(&cur).zip(&st.k[i - 1]).zip(ai.iter_mut().zip(a.iter().zip(&m[i - 1])))
                 {
                     *u = p + coef[i] * k;
                     *x = a0 + coef[i] * mp;
