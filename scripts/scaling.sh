@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The scaling table (README "Results at L = 6 ... 64"): trains the chain of flows
+# L = 6 → 12 → 20 → 32 → 64, each larger one starting from the smaller one (--init-from),
+# runs a flow Metropolis chain of each and an HMC reference, and writes docs/scaling.md.
+#
+#   scripts/scaling.sh            # everything (about 16 hours of two cores; resumable)
+#   scripts/scaling.sh table      # only sample the flows in $OUT and write the table
+#
+# Every training stage is fixed in steps, not minutes (after the two time-budgeted seed runs
+# of reproduce_table1), so it is reproducible and resumable bit for bit: rerun the script after
+# an interruption and each stage continues from its last checkpoint (written every 5 minutes
+# and on Ctrl-C); finished stages are skipped. OUT (default out/) keeps flows, logs and JSON.
+# Two stages run side by side where they do not depend on each other.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out}
+S=$OUT/scaling
+mkdir -p "$OUT" "$S" docs
+cargo build --release --bin eqflow --examples
+E=./target/release/eqflow
+export EQFLOW_OUT=$OUT
+
+# Step counts of the stages (those of the flows in the README's table).
+L6_PATH_STEPS=${L6_PATH_STEPS:-1614}  # path-gradient steps after the 25-minute L = 6 flow
+L12_TOTAL_TO=${L12_TOTAL_TO:-4405}    # the 35-minute L = 12 flow continued to this step (total gradient)
+L12_PATH_TO=${L12_PATH_TO:-8000}      # then path gradients to this step
+L20_TRANSFER=${L20_TRANSFER:-138}     # L = 20 from the L = 12 flow at L12_TOTAL_TO, total gradient
+L20_FOR_L32=${L20_FOR_L32:-161}       # the L = 20 step the L = 32 flow starts from
+L20_PATH_TO=${L20_PATH_TO:-1000}      # L = 20 path gradients to this step
+L32_PATH_TO=${L32_PATH_TO:-400}       # L = 32 path gradients to this step
+L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer only)
+
+# the step a flow has reached (from its file's metadata)
+steps_of() { python3 scripts/scaling_table.py --steps "$1"; }
+# copy_flow SRC DST: a flow file and its training log (if it has one)
+copy_flow() {
+  cp "$1" "$2"
+  if [ -e "$1.log.jsonl" ]; then cp "$1.log.jsonl" "$2.log.jsonl"; else : > "$2.log.jsonl"; fi
+}
+
+# train_to NAME STEP ARGS...: train $OUT/NAME.safetensors to STEP steps in all; a new flow with
+# ARGS, or the existing checkpoint resumed (ARGS other than --preset are then the saved ones).
+train_to() {
+  local f=$OUT/$1.safetensors to=$2 preset=$3
+  shift 3
+  if [ -e "$f" ]; then
+    [ "$(steps_of "$f")" -ge "$to" ] && return 0
+    $E train --preset "$preset" --resume "$f" --steps "$to" --threads 1 --out "$f"
+  else
+    $E train --preset "$preset" "$@" --steps "$to" --threads 1 --out "$f"
+  fi
+}
+
+# continue_to NAME SOURCE STEP PRESET ARGS...: copy SOURCE to NAME, start a new learning-rate
+# schedule there (ARGS: --lr, --decay-steps, --gradient ...) and train to STEP. The restart is
+# saved after its first step, so an interrupted stage resumes the new schedule.
+continue_to() {
+  local name=$1 src=$2 to=$3 preset=$4
+  shift 4
+  local f=$OUT/$name.safetensors
+  if [ ! -e "$f" ]; then
+    copy_flow "$src" "$f.tmp"
+    $E train --preset "$preset" --resume "$f.tmp" --restart-schedule "$@" \
+      --steps $(($(steps_of "$f.tmp") + 1)) --threads 1 --out "$f.tmp"
+    mv "$f.tmp.log.jsonl" "$f.log.jsonl" && mv "$f.tmp" "$f"
+  fi
+  train_to "$name" "$to" "$preset"
+}
+
+# snapshot NAME STEP: keep NAME's flow at STEP as NAME_atSTEP (a flow that a later stage starts from)
+snapshot() {
+  local f=$OUT/$1.safetensors g=$OUT/$1_at$2.safetensors
+  [ -e "$g" ] && return 0
+  train_to "$1" "$2" "$3"
+  copy_flow "$f" "$g"
+}
+
+if [ "${1:-all}" != table ]; then
+  # the seed runs (minutes on one core; as scripts/results.sh)
+  [ -e "$OUT/flow_L6.safetensors" ] ||
+    ./target/release/examples/reproduce_table1 --minutes 25 --threads 1 --proposals 100000 6 > "$OUT/table6.md"
+  [ -e "$OUT/flow_L12.safetensors" ] ||
+    ./target/release/examples/reproduce_table1 --minutes 35 --threads 1 --proposals 100000 --init-from-L 6 12 \
+      > "$OUT/table12.md"
+  # L = 6 with path gradients, side by side with L = 12 to 4405 steps (total gradient)
+  continue_to best_L6 "$OUT/flow_L6.safetensors" $(($(steps_of "$OUT/flow_L6.safetensors") + L6_PATH_STEPS)) L6 \
+    --lr 4.19e-4 --decay-steps 5535 --gradient path &
+  side=$!
+  [ -e "$OUT/seed_L12.safetensors" ] || copy_flow "$OUT/flow_L12.safetensors" "$OUT/seed_L12.safetensors"
+  train_to seed_L12 "$L12_TOTAL_TO" L12
+  wait $side
+  # L = 12 path gradients, side by side with L = 20 (from the 4405-step L = 12 flow)
+  continue_to best_L12 "$OUT/seed_L12.safetensors" "$L12_PATH_TO" L12 --lr 2e-5 --decay-steps 20000 --gradient path &
+  side=$!
+  train_to seed_L20 "$L20_TRANSFER" L20 --init-from "$OUT/seed_L12.safetensors" --lr 3e-4 --decay-steps 4000 \
+    --warmup-steps 20
+  continue_to best_L20 "$OUT/seed_L20.safetensors" "$L20_FOR_L32" L20 --lr 1e-4 --decay-steps 4000 --gradient path
+  snapshot best_L20 "$L20_FOR_L32" L20
+  wait $side
+  # L = 20 on, side by side with L = 32 (from the L = 20 flow at L20_FOR_L32 steps)
+  train_to best_L20 "$L20_PATH_TO" L20 &
+  side=$!
+  train_to best_L32 "$L32_PATH_TO" L32 --init-from "$OUT/best_L20_at$L20_FOR_L32.safetensors" --lr 1e-4 \
+    --decay-steps 4000 --warmup-steps 10 --gradient path
+  wait $side
+  # L = 64 from the L = 32 flow: its ESS right after the transfer, then fine-tuning if asked
+  [ -e "$OUT/transfer_L64.safetensors" ] ||
+    $E train --preset L64 --init-from "$OUT/best_L32.safetensors" --steps 0 --ess-samples 200 --threads 2 \
+      --out "$OUT/transfer_L64.safetensors" 2>&1 | tee "$S/transfer_L64.txt"
+  if [ "$L64_PATH_TO" -gt 0 ]; then
+    continue_to best_L64 "$OUT/transfer_L64.safetensors" "$L64_PATH_TO" L64 --lr 1e-4 --decay-steps 4000 \
+      --warmup-steps 10 --gradient path
+  fi
+fi
+
+# the chains (flow Metropolis with Z2 flips) and the HMC references; a JSON file each, kept
+flow_chain() {
+  local l=$1 n=$2 f=$OUT/best_L$1.safetensors
+  [ -e "$f" ] || f=$OUT/transfer_L$1.safetensors
+  [ -e "$f" ] || return 0
+  [ -e "$S/flow_L$l.json" ] || $E sample --flow "$f" --n "$n" --flip --reweight "${3:-5000}" --threads 2 --json \
+    > "$S/flow_L$l.json"
+}
+hmc_chain() {
+  [ -e "$S/hmc_L$1.json" ] || $E hmc --preset "L$1" --n "$2" --json > "$S/hmc_L$1.json"
+}
+flow_chain 6 "${N6:-30000}"
+flow_chain 12 "${N12:-10000}"
+flow_chain 20 "${N20:-4000}" 2000
+flow_chain 32 "${N32:-2000}" 1000
+flow_chain 64 "${N64:-200}" 200
+hmc_chain 6 1000000
+hmc_chain 12 1000000
+hmc_chain 20 2000000
+hmc_chain 32 1000000
+[ -z "${HMC64:-}" ] || hmc_chain 64 "$HMC64"
+python3 scripts/scaling_table.py "$OUT" > docs/scaling.md
+echo "wrote docs/scaling.md"
