@@ -29,6 +29,11 @@ L20_FOR_L32=${L20_FOR_L32:-161}       # the L = 20 step the L = 32 flow starts f
 L20_PATH_TO=${L20_PATH_TO:-1000}      # L = 20 path gradients to this step
 L32_PATH_TO=${L32_PATH_TO:-400}       # L = 32 path gradients to this step
 L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer only)
+# Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
+# (trajectories); the defaults are the README's. Small values make a smoke test of the script.
+MIN6=${MIN6:-25} MIN12=${MIN12:-35} PROPOSALS=${PROPOSALS:-100000} ESS64=${ESS64:-200} ESS=${ESS:-1000}
+N6=${N6:-30000} N12=${N12:-10000} N20=${N20:-4000} N32=${N32:-2000} N64=${N64:-200}
+HMC6=${HMC6:-10000000} HMC12=${HMC12:-10000000} HMC20=${HMC20:-2000000} HMC32=${HMC32:-1000000} HMC64=${HMC64:-0}
 
 # the step a flow has reached (from its file's metadata)
 steps_of() { python3 scripts/scaling_table.py --steps "$1"; }
@@ -45,9 +50,9 @@ train_to() {
   shift 3
   if [ -e "$f" ]; then
     [ "$(steps_of "$f")" -ge "$to" ] && return 0
-    $E train --preset "$preset" --resume "$f" --steps "$to" --threads 1 --out "$f"
+    $E train --preset "$preset" --resume "$f" --steps "$to" --ess-samples "$ESS" --threads 1 --out "$f"
   else
-    $E train --preset "$preset" "$@" --steps "$to" --threads 1 --out "$f"
+    $E train --preset "$preset" "$@" --steps "$to" --ess-samples "$ESS" --threads 1 --out "$f"
   fi
 }
 
@@ -61,7 +66,7 @@ continue_to() {
   if [ ! -e "$f" ]; then
     copy_flow "$src" "$f.tmp"
     $E train --preset "$preset" --resume "$f.tmp" --restart-schedule "$@" \
-      --steps $(($(steps_of "$f.tmp") + 1)) --threads 1 --out "$f.tmp"
+      --steps $(($(steps_of "$f.tmp") + 1)) --ess-samples 10 --threads 1 --out "$f.tmp"
     mv "$f.tmp.log.jsonl" "$f.log.jsonl" && mv "$f.tmp" "$f"
   fi
   train_to "$name" "$to" "$preset"
@@ -78,9 +83,9 @@ snapshot() {
 if [ "${1:-all}" != table ]; then
   # the seed runs (minutes on one core; as scripts/results.sh)
   [ -e "$OUT/flow_L6.safetensors" ] ||
-    ./target/release/examples/reproduce_table1 --minutes 25 --threads 1 --proposals 100000 6 > "$OUT/table6.md"
+    ./target/release/examples/reproduce_table1 --minutes "$MIN6" --threads 1 --proposals "$PROPOSALS" 6 > "$OUT/table6.md"
   [ -e "$OUT/flow_L12.safetensors" ] ||
-    ./target/release/examples/reproduce_table1 --minutes 35 --threads 1 --proposals 100000 --init-from-L 6 12 \
+    ./target/release/examples/reproduce_table1 --minutes "$MIN12" --threads 1 --proposals "$PROPOSALS" --init-from-L 6 12 \
       > "$OUT/table12.md"
   # L = 6 with path gradients, side by side with L = 12 to 4405 steps (total gradient)
   continue_to best_L6 "$OUT/flow_L6.safetensors" $(($(steps_of "$OUT/flow_L6.safetensors") + L6_PATH_STEPS)) L6 \
@@ -105,7 +110,7 @@ if [ "${1:-all}" != table ]; then
   wait $side
   # L = 64 from the L = 32 flow: its ESS right after the transfer, then fine-tuning if asked
   [ -e "$OUT/transfer_L64.safetensors" ] ||
-    $E train --preset L64 --init-from "$OUT/best_L32.safetensors" --steps 0 --ess-samples 200 --threads 2 \
+    $E train --preset L64 --init-from "$OUT/best_L32.safetensors" --steps 0 --ess-samples "$ESS64" --threads 2 \
       --out "$OUT/transfer_L64.safetensors" 2>&1 | tee "$S/transfer_L64.txt"
   if [ "$L64_PATH_TO" -gt 0 ]; then
     continue_to best_L64 "$OUT/transfer_L64.safetensors" "$L64_PATH_TO" L64 --lr 1e-4 --decay-steps 4000 \
@@ -124,15 +129,15 @@ flow_chain() {
 hmc_chain() {
   [ -e "$S/hmc_L$1.json" ] || $E hmc --preset "L$1" --n "$2" --json > "$S/hmc_L$1.json"
 }
-flow_chain 6 "${N6:-30000}"
-flow_chain 12 "${N12:-10000}"
-flow_chain 20 "${N20:-4000}" 2000
-flow_chain 32 "${N32:-2000}" 1000
-flow_chain 64 "${N64:-200}" 200
-hmc_chain 6 1000000
-hmc_chain 12 1000000
-hmc_chain 20 2000000
-hmc_chain 32 1000000
-[ -z "${HMC64:-}" ] || hmc_chain 64 "$HMC64"
+flow_chain 6 "$N6"
+flow_chain 12 "$N12"
+flow_chain 20 "$N20" $((N20 / 2))
+flow_chain 32 "$N32" $((N32 / 2))
+flow_chain 64 "$N64" "$N64"
+hmc_chain 6 "$HMC6"
+hmc_chain 12 "$HMC12"
+hmc_chain 20 "$HMC20"
+hmc_chain 32 "$HMC32"
+[ "$HMC64" -eq 0 ] || hmc_chain 64 "$HMC64"
 python3 scripts/scaling_table.py "$OUT" > docs/scaling.md
 echo "wrote docs/scaling.md"

@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use eqflow::flow::conv::ConvMethod;
 use eqflow::flow::{FeatureKind, KernelSymmetry};
 
 fn check(l: usize, mut arch: eqflow::flow::Architecture, label: &str) {
@@ -70,9 +71,9 @@ fn gradients_non_odd_features() {
 /// computed here by central differences of `log_prob` (the inverse map) along random
 /// directions, one per parameter group and one over all. The path gradient integrates the
 /// score of the continuous flow, exact up to O(h⁴): N_t = 24 keeps that below the tolerance.
-fn check_path(l: usize, mut arch: eqflow::flow::Architecture, label: &str) {
+fn check_path(l: usize, mut arch: eqflow::flow::Architecture, conv: ConvMethod, label: &str) {
     arch.ode_steps = 24;
-    let mut f = random_flow(l, arch, 0.3, 7);
+    let mut f = random_flow_with(l, arch, conv, 0.3, 7);
     let v = l * l;
     let n = 3;
     let z = noise(n * v, 11);
@@ -110,10 +111,15 @@ fn check_path(l: usize, mut arch: eqflow::flow::Architecture, label: &str) {
 
 #[test]
 fn path_gradient_is_the_total_gradient_without_the_score_term() {
-    check_path(3, small_arch(false), "seed L=3");
-    check_path(4, small_arch(true), "refined L=4");
+    check_path(3, small_arch(false), ConvMethod::Dense, "seed L=3");
+    check_path(4, small_arch(true), ConvMethod::Dense, "refined L=4");
     let mut a = small_arch(false);
     a.features = FeatureKind::NonOdd;
     a.linear_feature = true;
-    check_path(4, a, "non-odd L=4");
+    check_path(4, a, ConvMethod::Dense, "non-odd L=4");
+    // the FFT convolutions and the orbit contraction (the score integration uses their
+    // input-only VJPs)
+    check_path(4, small_arch(true), ConvMethod::Fft, "refined L=4, FFT");
+    check_path(6, small_arch(false), ConvMethod::Fft, "seed L=6, FFT");
+    check_path(5, small_arch(false), ConvMethod::Orbit, "seed L=5, orbit");
 }

@@ -67,7 +67,6 @@ pub fn forward_tape_score<R: Real>(field: &VectorField<R>, z: Vec<R>, w: &mut Wo
     let mut a: Vec<R> = z.iter().map(|&x| -x).collect();
     let mut ai = vec![R::zero(); len];
     let mut m: [Vec<R>; 4] = std::array::from_fn(|_| vec![R::zero(); len]);
-    let mut scratch = vec![0.0; field.layout.total];
     let ones = vec![1.0; nb];
     let mut neg_div = vec![0.0; nb];
     let mut next = vec![R::zero(); len];
@@ -91,7 +90,7 @@ pub fn forward_tape_score<R: Real>(field: &VectorField<R>, z: Vec<R>, w: &mut Wo
             // right after eval the bank holds this stage's features
             let mi = &mut m[i];
             mi.iter_mut().for_each(|x| *x = R::zero());
-            field.vjp(slots[i], &st.u[i], &ai, &ones, mi, &mut scratch, w, bank, false);
+            field.vjp(slots[i], &st.u[i], &ai, &ones, mi, None, w, bank, false);
             mi.iter_mut().for_each(|x| *x = -*x);
         }
         combine(hr, &cur, &st, &mut next);
@@ -157,7 +156,7 @@ pub fn backward<R: Real>(
             // stages 1–3 were just evaluated: their features are in their banks if cached
             let bank = VectorField::bank_for(w, i);
             let fresh = i == 3 || !VectorField::caches_stages(w);
-            field.vjp(slots[i], &st.u[i], &kbar, &dbar, &mut ubar, grad, w, bank, fresh);
+            field.vjp(slots[i], &st.u[i], &kbar, &dbar, &mut ubar, Some(&mut *grad), w, bank, fresh);
             for (a, &ub) in acc.iter_mut().zip(&ubar) {
                 *a = *a + ub;
             }

@@ -293,6 +293,8 @@ impl<R: Real> VectorField<R> {
     /// Vector-Jacobian product at slot `slot` for fields `u`: given k̄ = ∂L/∂f (nb × V) and
     /// d̄ = ∂L/∂(∇·f) (nb), accumulates ∂L/∂u into `ubar` and ∂L/∂θ into `grad` (flat layout).
     /// With `fresh = false` the features of `u` are taken from bank `k` as `eval` left them.
+    /// With `grad = None` only ∂L/∂u is computed, with half the convolution's transforms (the
+    /// score integration of path gradients needs no parameter gradient).
     #[allow(clippy::too_many_arguments)]
     pub fn vjp(
         &self,
@@ -301,7 +303,7 @@ impl<R: Real> VectorField<R> {
         kbar: &[R],
         dbar: &[f64],
         ubar: &mut [R],
-        grad: &mut [f64],
+        mut grad: Option<&mut [f64]>,
         w: &mut Work<R>,
         k: usize,
         fresh: bool,
@@ -314,10 +316,15 @@ impl<R: Real> VectorField<R> {
         let (n_c, n_h, n_tc, d_t, n_orb) = (lay.n_c, lay.n_h, lay.n_tc, lay.d_t, lay.n_orb);
         let n_w = self.feats.omega.len().max(1);
         let s = &self.slots[slot];
-        wbar_t.iter_mut().for_each(|x| *x = R::zero());
+        let want_grad = grad.is_some();
         {
             let g = if self.fmix.is_some() { &bank.g[..nb * n_c * v] } else { &bank.h[..nb * n_h * v] };
-            self.conv.backward(&s.kernel, &kbar[..nb * v], g, &mut wa[..nb * n_c * v], wbar_t, conv);
+            if want_grad {
+                wbar_t.iter_mut().for_each(|x| *x = R::zero());
+                self.conv.backward(&s.kernel, &kbar[..nb * v], g, &mut wa[..nb * n_c * v], wbar_t, conv);
+            } else {
+                self.conv.backward_input(&s.kernel, &kbar[..nb * v], g, &mut wa[..nb * n_c * v], conv);
+            }
         }
         if let Some(f) = &self.fmix {
             // h̄ = F̃ᵀ ḡ and F̄ += (1/n_h) Σ_b ḡ hᵀ
@@ -340,6 +347,9 @@ impl<R: Real> VectorField<R> {
                     v as isize,
                     1,
                 );
+                if !want_grad {
+                    continue;
+                }
                 R::gemm(
                     n_c,
                     v,
@@ -360,6 +370,7 @@ impl<R: Real> VectorField<R> {
         }
         beta_bar.iter_mut().for_each(|x| *x = 0.0);
         let om = lay.omega.clone();
+        let mut omega_unused = vec![0.0; if want_grad { 0 } else { om.len() }];
         for b in 0..nb {
             let hbar = if self.fmix.is_some() {
                 &whbar[b * n_h * v..(b + 1) * n_h * v]
@@ -375,10 +386,14 @@ impl<R: Real> VectorField<R> {
                 &s.beta,
                 dbar[b],
                 &mut ubar[b * v..(b + 1) * v],
-                &mut grad[om.clone()],
+                match grad.as_deref_mut() {
+                    Some(g) => &mut g[om.clone()],
+                    None => &mut omega_unused,
+                },
                 beta_bar,
             );
         }
+        let Some(grad) = grad else { return };
         // β_j = Σ_c w0_c F̃_cj: back to w0 (and F)
         let mut w0bar = vec![0.0; n_c];
         match (&self.fmix, &lay.f) {

@@ -27,10 +27,16 @@ pub fn small_arch(mixing: bool) -> Architecture {
 
 /// A flow with random (non-zero) parameters of scale `scale` for kernel weights.
 pub fn random_flow(l: usize, arch: Architecture, scale: f64, seed: u64) -> Flow {
+    random_flow_with(l, arch, ConvMethod::Dense, scale, seed)
+}
+
+/// As [`random_flow`], with the convolutions evaluated by `conv`.
+#[allow(dead_code)]
+pub fn random_flow_with(l: usize, arch: Architecture, conv: ConvMethod, scale: f64, seed: u64) -> Flow {
     let mut cfg = FlowConfig::new(l, -4.0, 6.975);
     cfg.arch = arch;
     cfg.precision = Precision::F64;
-    cfg.conv = ConvMethod::Dense;
+    cfg.conv = conv;
     cfg.seed = seed;
     let mut f = Flow::new(cfg, 1).unwrap();
     let mut p = f.params().to_vec();

@@ -24,6 +24,10 @@ pub struct DenseScratch<R: Real> {
 }
 
 impl<R: Real> DenseConv<R> {
+    /// The lattice volume V = L².
+    pub fn volume(&self) -> usize {
+        self.l * self.l
+    }
     /// A plan for side `l` and `n_c` channels.
     pub fn new(l: usize, n_c: usize) -> Self {
         let v = l * l;

@@ -669,6 +669,10 @@ mod kern {
 }
 
 impl<R: Real> FftConv<R> {
+    /// The lattice volume V = L².
+    pub fn volume(&self) -> usize {
+        self.l * self.l
+    }
     /// Plans the transforms for an L × L lattice (any L ≥ 2) and n_c ≥ 1 channels, with
     /// rustfft's fastest code for this CPU (AVX, SSE or scalar, chosen at run time).
     pub fn new(l: usize, n_c: usize) -> Self {
@@ -828,6 +832,70 @@ impl<R: Real> FftConv<R> {
         }
     }
 
+    /// Stores the complex fields `work` (fields b0.., channel pair p, after the inverse
+    /// transform) into channels (2p, 2p+1) of `a` (nb × n_c × V): real and imaginary parts.
+    #[inline]
+    fn store_pair(&self, work: &[C<R>], b0: usize, p: usize, a: &mut [R]) {
+        let (v, n_c) = (self.v, self.n_c);
+        for (j, z) in work.chunks_exact(v).enumerate() {
+            let base = ((b0 + j) * n_c + 2 * p) * v;
+            if 2 * p + 1 < n_c {
+                let (ac, ad) = a[base..base + 2 * v].split_at_mut(v);
+                kern::deinterleave(self.simd, z, ac, Some(ad));
+            } else {
+                kern::deinterleave(self.simd, z, &mut a[base..base + v], None);
+            }
+        }
+    }
+
+    /// The transforms K̂_b of the cotangents k̄ (nb × V) into the scratch's accumulators.
+    fn cotangent_spectra(&self, kbar: &[R], s: &mut FftScratch<R>) {
+        let v = self.v;
+        let kh = &mut s.acc[..kbar.len()];
+        for (z, kb) in kh.chunks_exact_mut(v).zip(kbar.chunks_exact(v)) {
+            kern::interleave(self.simd, kb, None, z);
+        }
+        self.fft2(&*self.fwd, kh, &mut s.fft_scratch);
+    }
+
+    /// The vector-Jacobian product of [`FftConv::forward`] alone, without the kernel
+    /// gradient: `a[b][c][y] = Σ_x W[c][(x − y) mod L] · kbar[b][x]` (overwrites `a`,
+    /// nb × n_c × V). Half the transforms of [`FftConv::backward`]: the features' spectra
+    /// are needed only for W̄. For the score integration of path gradients, whose parameter
+    /// gradient is not wanted. Allocates nothing.
+    pub fn backward_input(&self, k: &FftKernel<R>, kbar: &[R], a: &mut [R], s: &mut FftScratch<R>) {
+        let (v, n_c, np) = (self.v, self.n_c, self.np);
+        let nb = self.batch(kbar.len(), v, "backward_input: kbar");
+        assert_eq!(
+            a.len(),
+            nb * n_c * v,
+            "FftConv::backward_input: a must hold nb × n_c × V = {nb} × {n_c} × {v} numbers"
+        );
+        self.check(k, s, nb, "backward_input");
+        if nb == 0 {
+            return;
+        }
+        let wf = self.work_fields.min(s.nb);
+        self.cotangent_spectra(kbar, s);
+        for p in 0..np {
+            let q = &k.q[p * v..][..v];
+            let mut b0 = 0;
+            while b0 < nb {
+                let m = wf.min(nb - b0);
+                let work = &mut s.work[..m * v];
+                // the VJP's spectrum conj(Q_p) K̂_b, as in `backward`
+                for (z, kb) in work.chunks_exact_mut(v).zip(s.acc[b0 * v..].chunks_exact(v)) {
+                    for ((z, &kb), &q) in z.iter_mut().zip(kb).zip(q) {
+                        *z = q.conj() * kb;
+                    }
+                }
+                self.fft2(&*self.inv, work, &mut s.fft_scratch);
+                self.store_pair(work, b0, p, a);
+                b0 += m;
+            }
+        }
+    }
+
     /// The convolution `out[b][x] = Σ_c Σ_y W[c][(x − y) mod L] · g[b][c][y]`.
     ///
     /// `g` holds nb × n_c × V numbers (nb = g.len() / (n_c V), at most the scratch's
@@ -886,11 +954,8 @@ impl<R: Real> FftConv<R> {
         }
         let wf = self.work_fields.min(s.nb);
         // K̂_b for every field.
-        let kh = &mut s.acc[..nb * v];
-        for (z, kb) in kh.chunks_exact_mut(v).zip(kbar.chunks_exact(v)) {
-            kern::interleave(self.simd, kb, None, z);
-        }
-        self.fft2(&*self.fwd, kh, &mut s.fft_scratch);
+        self.cotangent_spectra(kbar, s);
+        let kh = &s.acc[..nb * v];
         let scale = R::one() / R::of(v as f64);
         for p in 0..np {
             let q = &k.q[p * v..][..v];
@@ -908,15 +973,7 @@ impl<R: Real> FftConv<R> {
                     kern::backward(self.simd, y, z, kb, q);
                 }
                 self.fft2(&*self.inv, work, &mut s.fft_scratch);
-                for (j, z) in work.chunks_exact(v).enumerate() {
-                    let base = ((b0 + j) * n_c + 2 * p) * v;
-                    if 2 * p + 1 < n_c {
-                        let (ac, ad) = a[base..base + 2 * v].split_at_mut(v);
-                        kern::deinterleave(self.simd, z, ac, Some(ad));
-                    } else {
-                        kern::deinterleave(self.simd, z, &mut a[base..base + v], None);
-                    }
-                }
+                self.store_pair(work, b0, p, a);
                 b0 += m;
             }
             self.fft2(&*self.fwd, y, &mut s.fft_scratch);
@@ -1089,7 +1146,11 @@ mod tests {
         let wbar2: Vec<f64> = wbar_d.iter().map(|x| 2.0 * x).collect();
         let ew2 = max_err(&wbar, &wbar2) / (2.0 * max(&scale_w));
         let ea2 = max_err(&a, &a_d) / max(&scale_a);
-        [ef, ea, ew, ew2, ea2].into_iter().fold(0.0, f64::max)
+        // The VJP alone: the same a, and W̄ untouched.
+        a.iter_mut().for_each(|x| *x = R::nan());
+        conv.backward_input(&ker, &kbar_r, &mut a, &mut s);
+        let ea3 = max_err(&a, &a_d) / max(&scale_a);
+        [ef, ea, ew, ew2, ea2, ea3].into_iter().fold(0.0, f64::max)
     }
 
     fn sweep<R: Real>(tol: f64) -> f64 {
@@ -1136,6 +1197,9 @@ mod tests {
             direct_backward(l, n_c, &wt, &kbar, &g, &mut a_d, &mut wbar_d);
             assert!(max_err(&a, &a_d) < 1e-12 * v as f64);
             assert!(max_err(&wbar, &wbar_d) < 1e-12 * (nb * v) as f64);
+            a.iter_mut().for_each(|x| *x = f64::NAN);
+            conv.backward_input(&ker, &kbar, &mut a, &mut s);
+            assert!(max_err(&a, &a_d) < 1e-12 * v as f64);
             // A smaller batch than the scratch's capacity.
             let mut out1 = vec![f64::NAN; v];
             conv.forward(&ker, &g[..n_c * v], &mut out1, &mut s);

@@ -114,4 +114,21 @@ impl<R: Real> ConvPlan<R> {
             _ => unreachable!("convolution plan, kernel and scratch of different methods"),
         }
     }
+    /// a (nb × n_c × V) = transpose-conv(W, k̄) alone, without W̄: half the transforms on the
+    /// FFT path; the small-lattice paths compute W̄ anyway and drop it.
+    pub fn backward_input(&self, k: &ConvKernel<R>, kbar: &[R], g: &[R], a: &mut [R], s: &mut ConvScratch<R>) {
+        if let (ConvPlan::Fft(p), ConvKernel::Fft(k), ConvScratch::Fft(s)) = (self, k, &mut *s) {
+            return p.backward_input(k, kbar, a, s);
+        }
+        let mut wbar = vec![R::zero(); if kbar.is_empty() { 0 } else { g.len() / (kbar.len() / self.volume()) }];
+        self.backward(k, kbar, g, a, &mut wbar, s);
+    }
+    /// The lattice volume V this plan serves.
+    fn volume(&self) -> usize {
+        match self {
+            ConvPlan::Dense(p) => p.volume(),
+            ConvPlan::Orbit(p) => p.volume(),
+            ConvPlan::Fft(p) => p.volume(),
+        }
+    }
 }

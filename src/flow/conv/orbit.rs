@@ -29,6 +29,10 @@ pub struct OrbitScratch<R: Real> {
 }
 
 impl<R: Real> OrbitConv<R> {
+    /// The lattice volume V = L².
+    pub fn volume(&self) -> usize {
+        self.l * self.l
+    }
     /// A plan for side `l`, `n_c` channels and the displacement orbits `orbit_of` (length V).
     pub fn new(l: usize, n_c: usize, orbit_of: &[usize]) -> Self {
         let n_orb = orbit_of.iter().max().map_or(0, |&m| m + 1);
