@@ -70,7 +70,10 @@ impl<R: Real> Features<R> {
 
     /// Backward pass of one field. Given hbar = ∂L/∂h (n_h × V), the divergence weights
     /// β_j (the divergence is Σ_j β_j Σ_x h'_j) and its cotangent `dbar`, accumulates
-    /// ∂L/∂u into `ubar`, ∂L/∂ω into `omega_bar`, and d̄·Σ_x h'_j into `beta_bar`.
+    /// ∂L/∂u into `ubar` and, if `grads = Some((omega_bar, beta_bar))`, ∂L/∂ω into
+    /// `omega_bar` and d̄·Σ_x h'_j into `beta_bar` (without them: ∂L/∂u alone, for the score
+    /// integration of path gradients). Sums over sites run in [`LANES`] interleaved partial
+    /// sums, added in lane order, so they vectorise and stay independent of the CPU.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -82,22 +85,26 @@ impl<R: Real> Features<R> {
         beta: &[R],
         dbar: f64,
         ubar: &mut [R],
-        omega_bar: &mut [f64],
-        beta_bar: &mut [f64],
+        mut grads: Option<(&mut [f64], &mut [f64])>,
     ) {
         let v = u.len();
         let n = self.omega.len();
         let db = R::of(dbar);
         let rows = self.n_rows();
+        let ubar = &mut ubar[..v];
         // ū += Σ_j h̄_j h'_j, and β̄_j += d̄ Σ_x h'_j
         for j in 0..rows {
             let (hb, p) = (&hbar[j * v..(j + 1) * v], &hp[j * v..(j + 1) * v]);
-            let mut sp = R::zero();
-            for ((ub, &a), &b) in ubar.iter_mut().zip(hb).zip(p) {
-                *ub = *ub + a * b;
-                sp = sp + b;
+            let mut sp = [R::zero(); LANES];
+            blocks(ubar, [hb, p], |ub, [hb, p]| {
+                for i in 0..LANES {
+                    ub[i] = ub[i] + hb[i] * p[i];
+                    sp[i] = sp[i] + p[i];
+                }
+            });
+            if let Some((_, beta_bar)) = grads.as_mut() {
+                beta_bar[j] += dbar * total(&sp).f64();
             }
-            beta_bar[j] += dbar * sp.f64();
         }
         for b in 0..n {
             let w = self.omega[b];
@@ -105,25 +112,105 @@ impl<R: Real> Features<R> {
             // sine row: h'' = −ω² sin; ∂h/∂ω = u cos; ∂h'/∂ω = cos − ω u sin
             let hb = &hbar[b * v..(b + 1) * v];
             let kb = db * beta[b];
-            let (mut g1, mut g2) = (R::zero(), R::zero());
-            for x in 0..v {
-                ubar[x] = ubar[x] - kb * w * w * s[x];
-                g1 = g1 + hb[x] * u[x] * c[x];
-                g2 = g2 + (c[x] - w * u[x] * s[x]);
+            let kw = kb * w * w;
+            if let Some((omega_bar, _)) = grads.as_mut() {
+                let (mut g1, mut g2) = ([R::zero(); LANES], [R::zero(); LANES]);
+                blocks(ubar, [hb, u, s, c], |ub, [hb, u, s, c]| {
+                    for i in 0..LANES {
+                        ub[i] = ub[i] - kw * s[i];
+                        g1[i] = g1[i] + hb[i] * u[i] * c[i];
+                        g2[i] = g2[i] + (c[i] - w * u[i] * s[i]);
+                    }
+                });
+                omega_bar[b] += total(&g1).f64() + (kb * total(&g2)).f64();
+            } else {
+                blocks(ubar, [s], |ub, [s]| {
+                    for i in 0..LANES {
+                        ub[i] = ub[i] - kw * s[i];
+                    }
+                });
             }
-            omega_bar[b] += g1.f64() + (kb * g2).f64();
             if self.kind == FeatureKind::NonOdd {
                 // cosine row: h'' = −ω² cos; ∂h/∂ω = −u sin; ∂h'/∂ω = −sin − ω u cos
                 let hb = &hbar[(n + b) * v..(n + b + 1) * v];
                 let kb = db * beta[n + b];
-                let (mut g1, mut g2) = (R::zero(), R::zero());
-                for x in 0..v {
-                    ubar[x] = ubar[x] - kb * w * w * c[x];
-                    g1 = g1 - hb[x] * u[x] * s[x];
-                    g2 = g2 - (s[x] + w * u[x] * c[x]);
+                let kw = kb * w * w;
+                if let Some((omega_bar, _)) = grads.as_mut() {
+                    let (mut g1, mut g2) = ([R::zero(); LANES], [R::zero(); LANES]);
+                    blocks(ubar, [hb, u, s, c], |ub, [hb, u, s, c]| {
+                        for i in 0..LANES {
+                            ub[i] = ub[i] - kw * c[i];
+                            g1[i] = g1[i] - hb[i] * u[i] * s[i];
+                            g2[i] = g2[i] - (s[i] + w * u[i] * c[i]);
+                        }
+                    });
+                    omega_bar[b] += total(&g1).f64() + (kb * total(&g2)).f64();
+                } else {
+                    blocks(ubar, [c], |ub, [c]| {
+                        for i in 0..LANES {
+                            ub[i] = ub[i] - kw * c[i];
+                        }
+                    });
                 }
-                omega_bar[b] += g1.f64() + (kb * g2).f64();
             }
         }
     }
+}
+
+/// The number of interleaved partial sums of the sums over sites (a multiple of every SIMD
+/// width in use), fixed so that results do not depend on the CPU.
+pub const LANES: usize = 8;
+
+/// Runs `f` over the sites of `out` in blocks of [`LANES`] (with the same blocks of the rows
+/// `ins`, each at least as long as `out`); a last partial block is zero-padded, and only its
+/// sites are written back to `out` (zero inputs add nothing to the sums of `f`).
+#[inline(always)]
+fn blocks<R: Real, const K: usize>(
+    out: &mut [R],
+    ins: [&[R]; K],
+    mut f: impl FnMut(&mut [R; LANES], [&[R; LANES]; K]),
+) {
+    let v = out.len();
+    assert!(ins.iter().all(|x| x.len() >= v), "features: rows shorter than the field");
+    let full = v - v % LANES;
+    let mut x0 = 0;
+    while x0 < full {
+        let o: &mut [R; LANES] = (&mut out[x0..x0 + LANES]).try_into().expect("a block");
+        f(o, std::array::from_fn(|k| ins[k][x0..x0 + LANES].try_into().expect("a block")));
+        x0 += LANES;
+    }
+    if full < v {
+        let n = v - full;
+        let mut o = [R::zero(); LANES];
+        o[..n].copy_from_slice(&out[full..]);
+        let pads: [[R; LANES]; K] = std::array::from_fn(|k| {
+            let mut p = [R::zero(); LANES];
+            p[..n].copy_from_slice(&ins[k][full..v]);
+            p
+        });
+        f(&mut o, std::array::from_fn(|k| &pads[k]));
+        out[full..].copy_from_slice(&o[..n]);
+    }
+}
+
+/// The partial sums added in lane order.
+#[inline(always)]
+pub fn total<R: Real>(acc: &[R; LANES]) -> R {
+    acc.iter().fold(R::zero(), |s, &a| s + a)
+}
+
+/// Σ_x of one row in [`LANES`] partial sums (vectorises; the same on every CPU).
+#[inline]
+pub fn row_sum<R: Real>(x: &[R]) -> R {
+    let mut acc = [R::zero(); LANES];
+    let mut it = x.chunks_exact(LANES);
+    for c in &mut it {
+        for (a, &y) in acc.iter_mut().zip(c) {
+            *a = *a + y;
+        }
+    }
+    for (a, &y) in acc.iter_mut().zip(it.remainder()) {
+        *a = *a + y;
+    }
+    total(&acc)
 }

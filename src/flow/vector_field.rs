@@ -75,11 +75,12 @@ pub fn mixing<R: Real>(layout: &Layout, params: &[f64]) -> Option<Vec<R>> {
     layout.f.clone().map(|f| params[f].iter().map(|&x| R::of(x / layout.n_h as f64)).collect())
 }
 
-/// ∇·f of one field from its h' (n_h × V): Σ_j β_j Σ_x h'_j, each row summed in order in R.
+/// ∇·f of one field from its h' (n_h × V): Σ_j β_j Σ_x h'_j, each row summed in R by
+/// [`super::features::row_sum`] (fixed lanes: the same on every CPU).
 pub fn divergence<R: Real>(beta: &[R], hp: &[R], v: usize) -> f64 {
     let mut acc = 0.0;
     for (j, &b) in beta.iter().enumerate() {
-        let row_sum = hp[j * v..(j + 1) * v].iter().fold(R::zero(), |a, &x| a + x);
+        let row_sum = super::features::row_sum(&hp[j * v..(j + 1) * v]);
         acc += (b * row_sum).f64();
     }
     acc
@@ -370,7 +371,6 @@ impl<R: Real> VectorField<R> {
         }
         beta_bar.iter_mut().for_each(|x| *x = 0.0);
         let om = lay.omega.clone();
-        let mut omega_unused = vec![0.0; if want_grad { 0 } else { om.len() }];
         for b in 0..nb {
             let hbar = if self.fmix.is_some() {
                 &whbar[b * n_h * v..(b + 1) * n_h * v]
@@ -386,11 +386,7 @@ impl<R: Real> VectorField<R> {
                 &s.beta,
                 dbar[b],
                 &mut ubar[b * v..(b + 1) * v],
-                match grad.as_deref_mut() {
-                    Some(g) => &mut g[om.clone()],
-                    None => &mut omega_unused,
-                },
-                beta_bar,
+                grad.as_deref_mut().map(|g| (&mut g[om.clone()], &mut beta_bar[..])),
             );
         }
         let Some(grad) = grad else { return };
