@@ -41,14 +41,19 @@ def load(path):
         return None
 
 
+def finite(obs):
+    """An estimate with a value and an error (a chain too short for one has nulls)."""
+    return obs is not None and obs.get("value") is not None and obs.get("error") is not None
+
+
 def pm(obs, digits):
-    if obs is None:
+    if not finite(obs):
         return "–"
     return f"{obs['value']:.{digits}f} ± {obs['error']:.{digits}f}"
 
 
 def sigma(a, b):
-    if a is None or b is None:
+    if not (finite(a) and finite(b)) or a["error"] ** 2 + b["error"] ** 2 == 0:
         return "–"
     return f"{abs(a['value'] - b['value']) / (a['error'] ** 2 + b['error'] ** 2) ** 0.5:.1f}σ"
 
@@ -91,7 +96,7 @@ def table(out):
                 src=os.path.basename(flow_file) if flow_file else "–",
                 steps=steps,
                 hours=f"{hours:.1f}" if hours is not None else "–",
-                ess=f"{flow['ess']:.3f}" if flow else "–",
+                ess=f"{flow['ess']:.3f}" if flow and flow.get("ess") is not None else "–",
                 acc=f"{flow['acceptance']:.3f}" if flow else "–",
                 n=fs["n"] if fs else "–",
                 c2f=pm(fs and fs["chi2"], 3 if l <= 12 else 2),
@@ -100,8 +105,8 @@ def table(out):
                 mf=pm(fs and fs["l_m_p"], 3),
                 mh=pm(hs and hs["l_m_p"], 3),
                 ms=sigma(fs and fs["l_m_p"], hs and hs["l_m_p"]),
-                tf=f"{fs['tau_int_abs_m']:.2f}" if fs else "–",
-                th=f"{hs['tau_int_abs_m']:.1f}" if hs else "–",
+                tf=f"{fs['tau_int_abs_m']:.2f}" if fs and fs.get("tau_int_abs_m") is not None else "–",
+                th=f"{hs['tau_int_abs_m']:.1f}" if hs and hs.get("tau_int_abs_m") is not None else "–",
                 paper=paper,
             )
         )
