@@ -200,8 +200,10 @@ impl<L: Launcher, R: Elem> Conv<L, R> {
         launch::dft_c2r(dev, tw, b, RealOut::Write(out), n, l, 1.0 / (l * l) as f64)
     }
 
-    /// The backward pass at one slot: a (n × n_c × V) = Wᵀ k̄ and wbar[slot] (f64,
-    /// n_slots × n_c × V) += Σ_b k̄ ⋆ g.
+    /// The backward pass at one slot: a (n × n_c × V) = Wᵀ k̄ and, with `kernel_grad`,
+    /// wbar[slot] (f64, n_slots × n_c × V) += Σ_b k̄ ⋆ g. Without it the spectral path skips
+    /// the transforms of g (the score integration of path gradients needs a alone); the direct
+    /// path computes both anyway.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
         &self,
@@ -211,6 +213,7 @@ impl<L: Launcher, R: Elem> Conv<L, R> {
         g: &L::Buf<R>,
         a_out: &mut L::Buf<R>,
         wbar: &mut L::Buf<f64>,
+        kernel_grad: bool,
         n: usize,
         slot: usize,
         d: FieldDims,
@@ -232,12 +235,14 @@ impl<L: Launcher, R: Elem> Conv<L, R> {
         // K̂ of k̄, then Ĝ of the channels
         launch::dft_rows(dev, tw, kbar, a, n, l)?;
         launch::dft_cols(dev, tw, a, k, n, l, false)?;
-        launch::dft_rows(dev, tw, g, a, n * n_c, l)?;
-        launch::dft_cols(dev, tw, a, b, n * n_c, l, false)?;
-        // the kernel's cotangent, summed over the batch in Fourier space
-        launch::spectral_mix(dev, SpectralMix::Kernel, k, b, a, n, l, n_c)?;
-        launch::dft_cols(dev, tw, a, b, n_c, l, true)?;
-        launch::dft_c2r(dev, tw, b, RealOut::Add(wbar, slot * n_c * l * l), n_c, l, scale)?;
+        if kernel_grad {
+            launch::dft_rows(dev, tw, g, a, n * n_c, l)?;
+            launch::dft_cols(dev, tw, a, b, n * n_c, l, false)?;
+            // the kernel's cotangent, summed over the batch in Fourier space
+            launch::spectral_mix(dev, SpectralMix::Kernel, k, b, a, n, l, n_c)?;
+            launch::dft_cols(dev, tw, a, b, n_c, l, true)?;
+            launch::dft_c2r(dev, tw, b, RealOut::Add(wbar, slot * n_c * l * l), n_c, l, scale)?;
+        }
         // the input's cotangent
         launch::spectral_mix(dev, SpectralMix::Input, spec, k, a, n, l, n_c)?;
         launch::dft_cols(dev, tw, a, b, n * n_c, l, true)?;

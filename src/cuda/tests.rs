@@ -519,9 +519,17 @@ mod checks {
                     assert_close(&what(&format!("{path:?} forward")), &to64(&down(d, &out)), &want, t);
                     let mut a = poisoned::<L, R>(d, n * n_c * v);
                     let mut wbar = up(d, &wbar0);
-                    c.backward(d, &p, &dk, &dg, &mut a, &mut wbar, n, 1, dims, &mut s).unwrap();
+                    c.backward(d, &p, &dk, &dg, &mut a, &mut wbar, true, n, 1, dims, &mut s).unwrap();
                     assert_close(&what(&format!("{path:?} backward a")), &to64(&down(d, &a)), &want_a, t);
                     assert_close(&what(&format!("{path:?} backward wbar")), &down(d, &wbar), &want_all, t);
+                    // a alone: the same a; the spectral path leaves wbar as it was
+                    let mut a = poisoned::<L, R>(d, n * n_c * v);
+                    let mut wbar = up(d, &wbar0);
+                    c.backward(d, &p, &dk, &dg, &mut a, &mut wbar, false, n, 1, dims, &mut s).unwrap();
+                    assert_close(&what(&format!("{path:?} backward a alone")), &to64(&down(d, &a)), &want_a, t);
+                    if path == ConvPath::Spectral {
+                        assert_eq!(down(d, &wbar), wbar0, "{}", what("spectral backward a alone: wbar untouched"));
+                    }
                     if path == ConvPath::Spectral {
                         let mut small = c.scratch(d, n - 1).unwrap();
                         let err = c.forward(d, &p, &dg, &mut out, n, &mut small).unwrap_err();

@@ -245,7 +245,20 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
             launch::rk4_point(dev, &sc.a, &sc.m[i - 1], &mut sc.ai, -coef, len)?;
         }
         let feats = bank.g.as_ref().unwrap_or(&bank.h);
-        self.conv.backward(dev, &self.wt[slot], &sc.ai, feats, &mut sc.abuf, &mut sc.wbar, n, slot, d, scratch)?;
+        // the score needs ∂/∂φ alone: no kernel gradient (its transforms of the features skipped)
+        self.conv.backward(
+            dev,
+            &self.wt[slot],
+            &sc.ai,
+            feats,
+            &mut sc.abuf,
+            &mut sc.wbar,
+            false,
+            n,
+            slot,
+            d,
+            scratch,
+        )?;
         let hb = match (&self.fmix, sc.hbar.as_mut()) {
             (Some((_, ft)), Some(hb)) => {
                 launch::mix(dev, ft, &sc.abuf, hb, n, v, d.n_c, d.n_h)?;
@@ -403,7 +416,19 @@ impl<R: Elem, L: Launcher> Trainer<R, L> {
                 let point = if i == 0 { &states[step] } else { &u[i] };
                 let bank = &banks[i];
                 let feats = bank.g.as_ref().unwrap_or(&bank.h);
-                self.conv.backward(dev, &self.wt[s], &kbar, feats, &mut abuf, &mut wbar, n, s, d, &mut scratch)?;
+                self.conv.backward(
+                    dev,
+                    &self.wt[s],
+                    &kbar,
+                    feats,
+                    &mut abuf,
+                    &mut wbar,
+                    true,
+                    n,
+                    s,
+                    d,
+                    &mut scratch,
+                )?;
                 let hb = match (&self.fmix, hbar.as_mut(), fbar.as_mut()) {
                     (Some((_, ft)), Some(hb), Some(fb)) => {
                         // h̄ = F̃ᵀ ḡ, F̄ += Σ_b ḡ hᵀ
