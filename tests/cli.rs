@@ -55,8 +55,25 @@ fn train_resume_is_exact_and_json_has_the_fields() {
     assert_eq!(fa.params(), fb.params(), "a resumed run must equal the uninterrupted one bit for bit");
     assert_eq!(fa.adam.m, fb.adam.m);
     // the log holds one line per step of both invocations
-    let log = std::fs::read_to_string(d.join("b.safetensors.log.jsonl")).unwrap();
+    let log_b = d.join("b.safetensors.log.jsonl");
+    let log = std::fs::read_to_string(&log_b).unwrap();
     assert_eq!(log.lines().count(), 8);
+    // an invocation killed between checkpoints leaves log lines past the checkpoint: a resume
+    // drops them, so every step is logged once
+    let c = d.join("c.safetensors");
+    train(&c, "3", None);
+    let log_c = d.join("c.safetensors.log.jsonl");
+    let mut text = std::fs::read_to_string(&log_c).unwrap();
+    text.push_str("{\"ess\":0.5,\"loss\":1.0,\"lr\":0.001,\"seconds\":1.0,\"step\":4}\n");
+    text.push_str("{\"ess\":0.5,\"loss\":1.0,\"lr\":0.001,\"seconds\":2.0,\"step\":5}\n");
+    std::fs::write(&log_c, text).unwrap();
+    train(&c, "8", Some(&c));
+    let steps: Vec<u64> = std::fs::read_to_string(&log_c)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=8).collect::<Vec<u64>>(), "one log line per step after a resume");
     // changing the theory or batch on resume is refused
     let o = run(&[
         "train",

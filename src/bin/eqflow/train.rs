@@ -277,6 +277,15 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
     let target = a.steps.unwrap_or(if a.minutes.is_some() { u64::MAX } else { 1000 });
     let budget = a.minutes.map(|m| m * 60.0).unwrap_or(f64::INFINITY);
     let log_path = PathBuf::from(format!("{}.log.jsonl", a.out.display()));
+    if a.resume.is_some() {
+        let dropped = trim_log(&log_path, flow.steps_done())?;
+        if dropped > 0 {
+            eprintln!(
+                "training log: dropped {dropped} line(s) past the checkpoint's step {} (written after its last checkpoint by an invocation that was killed)",
+                flow.steps_done()
+            );
+        }
+    }
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -416,4 +425,30 @@ fn report_gap(f: &eqflow::flow::Flow) -> Res<serde_json::Value> {
         );
     }
     Ok(json!({"ode_steps": n_t, "mean": g.mean(), "spread": g.spread(), "max_deviation": g.max_deviation()}))
+}
+
+/// Drops the lines of a training log whose step lies past `steps_done`: an invocation killed
+/// between checkpoints logged steps that its checkpoint does not hold, and the resumed run
+/// repeats them (bit for bit). Rewrites the log atomically; returns how many lines went.
+fn trim_log(path: &std::path::Path, steps_done: u64) -> Result<usize, String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(0) };
+    let past = |l: &str| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .ok()
+            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+            .is_some_and(|s| s > steps_done)
+    };
+    let kept: Vec<&str> = text.lines().filter(|l| !past(l)).collect();
+    let dropped = text.lines().count() - kept.len();
+    if dropped > 0 {
+        let tmp = path.with_extension("jsonl.tmp");
+        let mut body = kept.join("\n");
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        std::fs::write(&tmp, body)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("cannot rewrite the training log '{}': {e}", path.display()))?;
+    }
+    Ok(dropped)
 }
