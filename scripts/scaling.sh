@@ -26,8 +26,10 @@ L12_TOTAL_TO=${L12_TOTAL_TO:-4405}    # the 35-minute L = 12 flow continued to t
 L12_PATH_TO=${L12_PATH_TO:-8000}      # then path gradients to this step
 L20_TRANSFER=${L20_TRANSFER:-138}     # L = 20 from the L = 12 flow at L12_TOTAL_TO, total gradient
 L20_FOR_L32=${L20_FOR_L32:-161}       # the L = 20 step the L = 32 flow starts from
-L20_PATH_TO=${L20_PATH_TO:-1000}      # L = 20 path gradients to this step
-L32_PATH_TO=${L32_PATH_TO:-400}       # L = 32 path gradients to this step
+L20_LR_DROP=${L20_LR_DROP:-458}       # L = 20 path gradients at lr 1e-4 to this step,
+L20_PATH_TO=${L20_PATH_TO:-1000}      # then at 4e-5 (a new schedule: the batch ESS had levelled off) to this one
+L32_LR_DROP=${L32_LR_DROP:-124}       # L = 32 path gradients at lr 1e-4 to this step (the loss had begun to rise),
+L32_PATH_TO=${L32_PATH_TO:-400}       # then at 5e-5 to this one
 L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer only)
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
@@ -99,14 +101,18 @@ if [ "${1:-all}" != table ]; then
   side=$!
   train_to seed_L20 "$L20_TRANSFER" L20 --init-from "$OUT/seed_L12.safetensors" --lr 3e-4 --decay-steps 4000 \
     --warmup-steps 20
-  continue_to best_L20 "$OUT/seed_L20.safetensors" "$L20_FOR_L32" L20 --lr 1e-4 --decay-steps 4000 --gradient path
-  snapshot best_L20 "$L20_FOR_L32" L20
+  continue_to path_L20 "$OUT/seed_L20.safetensors" "$L20_FOR_L32" L20 --lr 1e-4 --decay-steps 4000 --gradient path
+  snapshot path_L20 "$L20_FOR_L32" L20
   wait $side
   # L = 20 on, side by side with L = 32 (from the L = 20 flow at L20_FOR_L32 steps)
-  train_to best_L20 "$L20_PATH_TO" L20 &
+  {
+    train_to path_L20 "$L20_LR_DROP" L20
+    continue_to best_L20 "$OUT/path_L20.safetensors" "$L20_PATH_TO" L20 --lr 4e-5 --decay-steps 4000
+  } &
   side=$!
-  train_to best_L32 "$L32_PATH_TO" L32 --init-from "$OUT/best_L20_at$L20_FOR_L32.safetensors" --lr 1e-4 \
+  train_to path_L32 "$L32_LR_DROP" L32 --init-from "$OUT/path_L20_at$L20_FOR_L32.safetensors" --lr 1e-4 \
     --decay-steps 4000 --warmup-steps 10 --gradient path
+  continue_to best_L32 "$OUT/path_L32.safetensors" "$L32_PATH_TO" L32 --lr 5e-5 --decay-steps 4000
   wait $side
   # L = 64 from the L = 32 flow: its ESS right after the transfer, then fine-tuning if asked
   [ -e "$OUT/transfer_L64.safetensors" ] ||
