@@ -23,13 +23,13 @@ export EQFLOW_OUT=$OUT
 # Step counts of the stages (those of the flows in the README's table).
 L6_PATH_STEPS=${L6_PATH_STEPS:-1614}  # path-gradient steps after the 25-minute L = 6 flow
 L12_TOTAL_TO=${L12_TOTAL_TO:-4405}    # the 35-minute L = 12 flow continued to this step (total gradient)
-L12_PATH_TO=${L12_PATH_TO:-8000}      # then path gradients to this step
+L12_PATH_TO=${L12_PATH_TO:-8388}      # then path gradients to this step
 L20_TRANSFER=${L20_TRANSFER:-138}     # L = 20 from the L = 12 flow at L12_TOTAL_TO, total gradient
 L20_FOR_L32=${L20_FOR_L32:-161}       # the L = 20 step the L = 32 flow starts from
 L20_LR_DROP=${L20_LR_DROP:-458}       # L = 20 path gradients at lr 1e-4 to this step,
-L20_PATH_TO=${L20_PATH_TO:-1000}      # then at 4e-5 (a new schedule: the batch ESS had levelled off) to this one
+L20_PATH_TO=${L20_PATH_TO:-773}      # then at 4e-5 (a new schedule: the batch ESS had levelled off) to this one
 L32_LR_DROP=${L32_LR_DROP:-124}       # L = 32 path gradients at lr 1e-4 to this step (the loss had begun to rise),
-L32_PATH_TO=${L32_PATH_TO:-400}       # then at 5e-5 to this one
+L32_PATH_TO=${L32_PATH_TO:-314}       # then at 5e-5 to this one
 L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer only)
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
