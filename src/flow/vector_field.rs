@@ -329,7 +329,9 @@ impl<R: Real> VectorField<R> {
         }
         if let Some(f) = &self.fmix {
             // h̄ = F̃ᵀ ḡ and F̄ += (1/n_h) Σ_b ḡ hᵀ
-            fbar.iter_mut().for_each(|x| *x = R::zero());
+            if want_grad {
+                fbar.iter_mut().for_each(|x| *x = R::zero());
+            }
             for b in 0..nb {
                 let a = &wa[b * n_c * v..(b + 1) * n_c * v];
                 R::gemm(

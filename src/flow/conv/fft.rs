@@ -671,7 +671,7 @@ mod kern {
 impl<R: Real> FftConv<R> {
     /// The lattice volume V = L².
     pub fn volume(&self) -> usize {
-        self.l * self.l
+        self.v
     }
     /// Plans the transforms for an L × L lattice (any L ≥ 2) and n_c ≥ 1 channels, with
     /// rustfft's fastest code for this CPU (AVX, SSE or scalar, chosen at run time).
