@@ -692,10 +692,12 @@ eqflow_status eqflow_flow_restart_schedule(struct eqflow_flow *flow, double lear
 // `flow` is a valid flow.
 eqflow_status eqflow_flow_set_gradient(struct eqflow_flow *flow, int32_t gradient);
 
-// Sets `flow`'s parameters from `small`, a flow of the same architecture trained on a lattice
-// no larger than `flow`'s (transfer to a larger lattice: each displacement orbit of the small
-// lattice seeds the same orbit, longer-range orbits start at zero). The optimiser state is
-// left as it is.
+// Sets `flow`'s parameters from `small`, a flow trained on a lattice no larger than `flow`'s
+// (transfer to a larger lattice: each displacement orbit of the small lattice seeds the same
+// orbit, longer-range orbits start at zero), of the same architecture or a narrower one: fewer
+// frequencies (the new ones start with zero weights) or a coarser time kernel (hat: `flow`'s
+// size minus 1 a multiple of `small`'s size minus 1; Fourier: no smaller), which `flow`
+// represents exactly. The optimiser state is left as it is.
 //
 // # Safety
 // `flow` and `small` are valid, distinct flows.

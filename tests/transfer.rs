@@ -61,3 +61,46 @@ fn transfer_of_short_range_kernels_is_exact_on_tiled_fields() {
     check(t);
     let _: Option<Flow> = None;
 }
+
+/// Widening (more frequencies, a finer time kernel) keeps the flow: same samples, same log q.
+fn check_widening(arch: Architecture, freqs: usize, d_t: usize) {
+    let l = 4;
+    let mut small = random_flow(l, arch.clone(), 0.5, 5);
+    let mut wide_arch = arch;
+    wide_arch.n_frequencies = freqs;
+    wide_arch.time_kernel_size = d_t;
+    let mut wide = random_flow(l, wide_arch.clone(), 0.0, 8);
+    wide.transfer_from(&small).unwrap();
+    let z = noise(2 * l * l, 6);
+    let (s, w) = (small.push_forward(&z).unwrap(), wide.push_forward(&z).unwrap());
+    let err = s.phi.iter().zip(&w.phi).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let dlq = s.log_q.iter().zip(&w.log_q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    println!("widen {:?} to {freqs} frequencies, d_t {d_t}: |Δφ| {err:.1e}, |Δlog q| {dlq:.1e}", wide_arch.time_kernel);
+    assert!(err < 1e-12 && dlq < 1e-10, "{err} {dlq}");
+    // the widened flow is not the small one's parameters by accident: it has new, trainable ones
+    assert!(wide.params().len() > small.params().len());
+    // and it can grow further on a larger lattice in one go
+    let mut big = random_flow(2 * l, wide_arch, 0.0, 8);
+    big.transfer_from(&small).unwrap();
+}
+
+#[test]
+fn widening_keeps_the_flow_and_rejects_what_does_not_embed() {
+    check_widening(small_arch(false), 5, 4);
+    check_widening(small_arch(false), 5, 7); // hat 4 → 7 nodes
+    check_widening(small_arch(false), 3, 10);
+    check_widening(small_arch(true), 6, 7); // Fourier 3 → 7 modes, with both mixings
+    let mut non_odd = small_arch(false);
+    non_odd.features = eqflow::flow::FeatureKind::NonOdd;
+    non_odd.linear_feature = true;
+    check_widening(non_odd, 4, 4);
+    let small = random_flow(4, small_arch(false), 0.5, 5);
+    for (freqs, d_t, why) in [(2, 4, "fewer frequencies"), (3, 6, "hat 4 → 6"), (3, 3, "coarser")] {
+        let mut a = small_arch(false);
+        a.n_frequencies = freqs;
+        a.time_kernel_size = d_t;
+        let mut f = random_flow(4, a, 0.0, 1);
+        let e = f.transfer_from(&small).unwrap_err();
+        println!("{why}: {}", e.message);
+    }
+}

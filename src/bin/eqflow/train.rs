@@ -57,6 +57,15 @@ pub struct TrainArgs {
     /// exploit (the refined architecture at N_t = 50: see `eqflow gap`)
     #[arg(long)]
     pub ode_steps: Option<usize>,
+    /// Number of frequencies n_ω of a new flow (default: the architecture's). With --init-from a
+    /// flow with fewer: the new ones start with zero weights (the flow is unchanged until trained)
+    #[arg(long)]
+    pub frequencies: Option<usize>,
+    /// Time-kernel size d_t of a new flow (default: the architecture's, 10 seed, 21 refined).
+    /// With --init-from a flow with a coarser kernel (hat: d_t − 1 a multiple of its d_t − 1;
+    /// Fourier: at least its size) the kernel is refined exactly, e.g. 10 → 19 or 28
+    #[arg(long)]
+    pub time_kernel_size: Option<usize>,
     /// Gradient estimator: total (the derivative of the batch loss) or path (drops the score
     /// term, whose variance dominates late in training; about 1.4× the time of a step at L = 6).
     /// With --resume only together with --restart-schedule.
@@ -80,8 +89,9 @@ pub struct TrainArgs {
     /// Compute backend: cpu, or cuda (the forward and backward passes of each step on GPU 0; Adam and checkpoints on the host).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
-    /// Start from a flow trained on a smaller lattice (same architecture): its kernel seeds the
-    /// same displacements here, longer-range orbits start at zero.
+    /// Start from a flow trained on a smaller (or the same) lattice, of the same architecture or
+    /// a narrower one (see --frequencies, --time-kernel-size): its kernel seeds the same
+    /// displacements here, longer-range orbits and new frequencies start at zero.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
     /// Continue from this checkpoint (bit for bit as if never stopped).
@@ -147,6 +157,9 @@ fn fresh_flow(a: &TrainArgs) -> Res<AnyFlow> {
         if a.coarse_ode_steps.is_some() || a.ode_steps.is_some() {
             return Err("--coarse-ode-steps, --ode-steps: RealNVP has no ODE".into());
         }
+        if a.frequencies.is_some() || a.time_kernel_size.is_some() {
+            return Err("--frequencies, --time-kernel-size: options of the continuous flow, not RealNVP".into());
+        }
         if gradient == Some(Gradient::Path) {
             return Err("--gradient path is for the continuous flow, not RealNVP".into());
         }
@@ -160,6 +173,14 @@ fn fresh_flow(a: &TrainArgs) -> Res<AnyFlow> {
     if let Some(n) = a.ode_steps {
         cfg.arch.ode_steps = n;
         cfg.arch.validate().map_err(|e| format!("--ode-steps {n}: {}", e.message))?;
+    }
+    if let Some(n) = a.frequencies {
+        cfg.arch.n_frequencies = n;
+        cfg.arch.validate().map_err(|e| format!("--frequencies {n}: {}", e.message))?;
+    }
+    if let Some(d) = a.time_kernel_size {
+        cfg.arch.time_kernel_size = d;
+        cfg.arch.validate().map_err(|e| format!("--time-kernel-size {d}: {}", e.message))?;
     }
     cfg.precision = match a.precision.as_str() {
         "f64" => Precision::F64,
@@ -202,6 +223,8 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
         ("--coarse-ode-steps", a.coarse_ode_steps.is_some()),
         ("--coarse-steps", a.coarse_steps.is_some()),
         ("--ode-steps", a.ode_steps.is_some()),
+        ("--frequencies", a.frequencies.is_some()),
+        ("--time-kernel-size", a.time_kernel_size.is_some()),
     ] {
         if given {
             return Err(format!(
