@@ -339,11 +339,40 @@ fn init_from_a_smaller_lattice() {
         "10",
         "--init-from",
         small.to_str().unwrap(),
+        "--frequencies",
+        "60",
+        "--time-kernel-size",
+        "19",
         "--out",
         big.to_str().unwrap(),
         "--json",
     ]));
     assert_eq!(j["lattice"], 8);
+    let arch = eqflow::io::load(&big, 1).unwrap().config.arch;
+    assert_eq!((arch.n_frequencies, arch.time_kernel_size), (60, 19), "widened on the way");
+    let wide = |d_t: &str, out: &str| {
+        run(&[
+            "train",
+            "--lattice",
+            "8",
+            "--m2",
+            "-4",
+            "--lambda",
+            "6",
+            "--steps",
+            "1",
+            "--init-from",
+            small.to_str().unwrap(),
+            "--time-kernel-size",
+            d_t,
+            "--out",
+            d.join(out).to_str().unwrap(),
+        ])
+    };
+    assert_one_line_error(&wide("12", "w.safetensors"), "does not embed");
+    let b = big.to_str().unwrap();
+    let o = run(&["train", "--resume", b, "--steps", "2", "--frequencies", "70", "--out", b]);
+    assert_one_line_error(&o, "--frequencies cannot change");
     let o = run(&[
         "train",
         "--lattice",
