@@ -323,55 +323,31 @@ fn init_from_a_smaller_lattice() {
     let small = d.join("s.safetensors");
     train(&small, "3", None);
     let big = d.join("b.safetensors");
-    let j = json_of(&run(&[
-        "train",
-        "--lattice",
-        "8",
-        "--m2",
-        "-4",
-        "--lambda",
-        "6",
-        "--steps",
-        "1",
+    let (sm, bg) = (small.to_str().unwrap(), big.to_str().unwrap());
+    // from the L = 4 flow to L = 8 with `extra` options
+    let to_l8 = |extra: &[&str]| {
+        let base = ["train", "--lattice", "8", "--m2", "-4", "--lambda", "6", "--steps", "1", "--init-from", sm];
+        run(&[&base[..], extra].concat())
+    };
+    let j = json_of(&to_l8(&[
         "--batch",
         "4",
         "--ess-samples",
         "10",
-        "--init-from",
-        small.to_str().unwrap(),
         "--frequencies",
         "60",
         "--time-kernel-size",
         "19",
         "--out",
-        big.to_str().unwrap(),
+        bg,
         "--json",
     ]));
     assert_eq!(j["lattice"], 8);
     let arch = eqflow::io::load(&big, 1).unwrap().config.arch;
     assert_eq!((arch.n_frequencies, arch.time_kernel_size), (60, 19), "widened on the way");
-    let wide = |d_t: &str, out: &str| {
-        run(&[
-            "train",
-            "--lattice",
-            "8",
-            "--m2",
-            "-4",
-            "--lambda",
-            "6",
-            "--steps",
-            "1",
-            "--init-from",
-            small.to_str().unwrap(),
-            "--time-kernel-size",
-            d_t,
-            "--out",
-            d.join(out).to_str().unwrap(),
-        ])
-    };
-    assert_one_line_error(&wide("12", "w.safetensors"), "does not embed");
-    let b = big.to_str().unwrap();
-    let o = run(&["train", "--resume", b, "--steps", "2", "--frequencies", "70", "--out", b]);
+    let w = d.join("w.safetensors");
+    assert_one_line_error(&to_l8(&["--time-kernel-size", "12", "--out", w.to_str().unwrap()]), "does not embed");
+    let o = run(&["train", "--resume", bg, "--steps", "2", "--frequencies", "70", "--out", bg]);
     assert_one_line_error(&o, "--frequencies cannot change");
     let o = run(&[
         "train",
