@@ -31,10 +31,14 @@ L20_PATH_TO=${L20_PATH_TO:-773}      # then at 4e-5 (a new schedule: the batch E
 L32_LR_DROP=${L32_LR_DROP:-124}       # L = 32 path gradients at lr 1e-4 to this step (the loss had begun to rise),
 L32_PATH_TO=${L32_PATH_TO:-314}       # then at 5e-5 to this one
 L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer only)
+# Wider flows (session 8): the best L = 12 and 20 flows grown to a 28-node time kernel (exactly the
+# same flows at first: --init-from with --time-kernel-size), path gradients to these steps (0: none)
+L12_WIDE_TO=${L12_WIDE_TO:-0}
+L20_WIDE_TO=${L20_WIDE_TO:-0}
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
 MIN6=${MIN6:-25} MIN12=${MIN12:-35} PROPOSALS=${PROPOSALS:-100000} ESS64=${ESS64:-200} ESS=${ESS:-1000}
-N6=${N6:-30000} N12=${N12:-10000} N20=${N20:-4000} N32=${N32:-2000} N64=${N64:-200}
+N6=${N6:-30000} N12=${N12:-50000} N20=${N20:-4000} N32=${N32:-2000} N64=${N64:-200}
 HMC6=${HMC6:-10000000} HMC12=${HMC12:-10000000} HMC20=${HMC20:-2000000} HMC32=${HMC32:-1000000} HMC64=${HMC64:-0}
 
 # the step a flow has reached (from its file's metadata)
@@ -122,21 +126,35 @@ if [ "${1:-all}" != table ]; then
     continue_to best_L64 "$OUT/transfer_L64.safetensors" "$L64_PATH_TO" L64 --lr 1e-4 --decay-steps 4000 \
       --warmup-steps 10 --gradient path
   fi
+  # the wider L = 12 and 20 flows, side by side (new training draws: --seed 11)
+  if [ "$L12_WIDE_TO" -gt 0 ]; then
+    train_to wide_L12 "$L12_WIDE_TO" L12 --init-from "$OUT/best_L12.safetensors" --time-kernel-size 28 \
+      --gradient path --lr 3e-5 --decay-steps 20000 --warmup-steps 50 --seed 11 &
+    side=$!
+  fi
+  if [ "$L20_WIDE_TO" -gt 0 ]; then
+    train_to wide_L20 "$L20_WIDE_TO" L20 --init-from "$OUT/best_L20.safetensors" --time-kernel-size 28 \
+      --gradient path --lr 4e-5 --decay-steps 4000 --warmup-steps 30 --seed 11
+  fi
+  if [ "$L12_WIDE_TO" -gt 0 ]; then wait $side; fi
 fi
 
 # the chains (flow Metropolis with Z2 flips) and the HMC references; a JSON file each, kept
+# flow_chain L PROPOSALS [REWEIGHT [SEED]]: the chain of the widest / best / transferred flow at L
 flow_chain() {
-  local l=$1 n=$2 f=$OUT/best_L$1.safetensors
-  [ -e "$f" ] || f=$OUT/transfer_L$1.safetensors
-  [ -e "$f" ] || return 0
-  [ -e "$S/flow_L$l.json" ] || $E sample --flow "$f" --n "$n" --flip --reweight "${3:-5000}" --threads 2 --json \
-    > "$S/flow_L$l.json"
+  local l=$1 n=$2 f
+  for f in "$OUT/wide_L$l.safetensors" "$OUT/best_L$l.safetensors" "$OUT/transfer_L$l.safetensors" ""; do
+    [ -e "$f" ] && break
+  done
+  [ -n "$f" ] || return 0
+  [ -e "$S/flow_L$l.json" ] || $E sample --flow "$f" --n "$n" --flip --reweight "${3:-5000}" --seed "${4:-1}" \
+    --threads 2 --json > "$S/flow_L$l.json"
 }
 hmc_chain() {
   [ -e "$S/hmc_L$1.json" ] || $E hmc --preset "L$1" --n "$2" --json > "$S/hmc_L$1.json"
 }
 flow_chain 6 "$N6"
-flow_chain 12 "$N12"
+flow_chain 12 "$N12" 5000 2
 flow_chain 20 "$N20" $((N20 / 2))
 flow_chain 32 "$N32" $((N32 / 2))
 flow_chain 64 "$N64" "$N64"

@@ -4,8 +4,8 @@
     scaling_table.py OUT            markdown on stdout
     scaling_table.py --steps FLOW   the training steps a flow file has done (its metadata)
 
-Standard library only. Flow rows: the chain of `eqflow sample --json` on OUT/best_L*.safetensors
-(OUT/transfer_L64.safetensors where L = 64 was not fine-tuned); HMC rows: `eqflow hmc --json`.
+Standard library only. Flow rows: the chain of `eqflow sample --json` on OUT/wide_L*.safetensors (a best flow
+grown wider and trained on), else OUT/best_L*.safetensors, else OUT/transfer_L*.safetensors; HMC rows: `eqflow hmc --json`.
 """
 import json
 import os
@@ -74,7 +74,7 @@ def table(out):
     rows = []
     for l in SIZES:
         flow_file = None
-        for name in (f"best_L{l}", f"transfer_L{l}"):
+        for name in (f"wide_L{l}", f"best_L{l}", f"transfer_L{l}"):
             p = os.path.join(out, name + ".safetensors")
             if os.path.exists(p):
                 flow_file = p
@@ -85,6 +85,12 @@ def table(out):
             continue
         steps = metadata(flow_file).get("steps_done", "–") if flow_file else "–"
         hours = logged_hours(flow_file) if flow_file else None
+        narrow = os.path.join(out, f"best_L{l}.safetensors")
+        if flow_file and os.path.basename(flow_file).startswith("wide_") and os.path.exists(narrow):
+            # a widened flow: the best flow's steps and hours, then its own
+            steps = f"{metadata(narrow).get('steps_done', '?')} + {steps}"
+            more = logged_hours(narrow)
+            hours = hours + more if hours is not None and more is not None else hours
         fs = flow["summary"] if flow else None
         hs = hmc["summary"] if hmc else None
         ref = (flow or hmc)["reference"]
