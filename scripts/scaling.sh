@@ -32,9 +32,10 @@ L32_LR_DROP=${L32_LR_DROP:-124}       # L = 32 path gradients at lr 1e-4 to this
 L32_PATH_TO=${L32_PATH_TO:-314}       # then at 5e-5 to this one
 L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer only)
 # Wider flows (session 8): the best L = 12 and 20 flows grown to a 28-node time kernel (exactly the
-# same flows at first: --init-from with --time-kernel-size), path gradients to these steps (0: none)
-L12_WIDE_TO=${L12_WIDE_TO:-0}
-L20_WIDE_TO=${L20_WIDE_TO:-0}
+# same flows at first: --init-from with --time-kernel-size), path gradients to these steps (0: none;
+# the defaults are the flows of the README table, stopped by Ctrl-C at these steps)
+L12_WIDE_TO=${L12_WIDE_TO:-3939}
+L20_WIDE_TO=${L20_WIDE_TO:-733}
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
 MIN6=${MIN6:-25} MIN12=${MIN12:-35} PROPOSALS=${PROPOSALS:-100000} ESS64=${ESS64:-200} ESS=${ESS:-1000}
