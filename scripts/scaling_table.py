@@ -4,8 +4,9 @@
     scaling_table.py OUT            markdown on stdout
     scaling_table.py --steps FLOW   the training steps a flow file has done (its metadata)
 
-Standard library only. Flow rows: the chain of `eqflow sample --json` on OUT/wide_L*.safetensors (a best flow
-grown wider and trained on), else OUT/best_L*.safetensors, else OUT/transfer_L*.safetensors; HMC rows: `eqflow hmc --json`.
+Standard library only. Flow rows: the chain of `eqflow sample --json` on OUT/wide_L*.safetensors
+(a best flow grown wider and trained on), else OUT/best_L*.safetensors, else
+OUT/transfer_L*.safetensors; HMC rows: `eqflow hmc --json`.
 """
 import json
 import os

@@ -7,11 +7,12 @@
 //! (b > L_small/2) start at zero.
 //!
 //! Width: more frequencies (their kernel weights and feature-mixing columns start at zero, so
-//! they add nothing until trained; the mixings' 1/n_h and 1/d_t normalisations are rescaled; their ω are the new flow's initial ones) and a finer time
+//! they add nothing until trained; their ω are the new flow's initial ones) and a finer time
 //! kernel (a hat kernel on d' nodes with d' − 1 a multiple of d − 1 represents every
 //! piecewise-linear function of the coarse one exactly; a Fourier kernel of more modes gets
-//! zero weights on the new ones). Both keep the vector field, hence the flow, unchanged.
-//! Everything else (features, mixing sizes, symmetry) must match.
+//! zero weights on the new ones). The mixings' normalisations 1/n_h and 1/d_t are compensated.
+//! Both keep the vector field, hence the flow, unchanged. Everything else (features, mixing
+//! sizes, symmetry) must match.
 
 use super::config::{Architecture, FeatureKind, KernelSymmetry, TimeKernelKind};
 use super::model::Flow;
