@@ -289,7 +289,7 @@ function chain_volume(ptr::Ptr{Cvoid})
     Int(v[])
 end
 
-"""Seeds `f` from a flow trained on a smaller lattice (same architecture)."""
+"""Seeds `f` from a flow trained on a smaller (or the same) lattice, of the same architecture or a narrower one (fewer frequencies, a coarser time kernel): see `eqflow_flow_init_from`."""
 function init_from!(f::Flow, small::Flow)
     check(ccall((:eqflow_flow_init_from, libeqflow), Int32, (Ptr{Cvoid}, Ptr{Cvoid}), f.ptr, small.ptr))
     f
