@@ -176,7 +176,8 @@ class Flow {
         return e;
     }
     void save(const std::string &path) const { check(eqflow_flow_save(h_.get(), path.c_str())); }
-    /// Seeds this flow from one trained on a smaller lattice (same architecture).
+    /// Seeds this flow from one trained on a smaller (or the same) lattice, of the same
+    /// architecture or a narrower one (fewer frequencies, a coarser time kernel).
     void init_from(const Flow &small) { check(eqflow_flow_init_from(h_.get(), small.get())); }
     /// A new learning-rate schedule from the step reached (parameters and Adam's moments kept);
     /// decay_steps 0 keeps the flow's decay.
