@@ -50,18 +50,60 @@ impl Hopping {
 }
 
 /// A flow's boundary conventions (default: the internal ones, no conversion).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+///
+/// The standard form is stored as κ = 1, λ̃ = 0, for which every conversion below is exactly the
+/// identity, so no conversion reads a value that was never set (an `Option`'s empty payload is
+/// uninitialised memory, and an optimised build may evaluate `ln κ` on it before it branches).
+/// Saved flows keep the `{layout, hopping: null | {kappa, lambda_tilde}}` form.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredConventions", into = "StoredConventions")]
 pub struct Conventions {
     /// Site order of user buffers.
     pub layout: FieldLayout,
-    /// Hopping-form variables ϕ instead of φ, if set.
-    pub hopping: Option<Hopping>,
+    hopping: Hopping,
+    hopping_form: bool,
+}
+
+/// [`Conventions`] as saved with a flow.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct StoredConventions {
+    layout: FieldLayout,
+    hopping: Option<Hopping>,
+}
+
+impl From<StoredConventions> for Conventions {
+    fn from(s: StoredConventions) -> Self {
+        Conventions::new(s.layout, s.hopping)
+    }
+}
+
+impl From<Conventions> for StoredConventions {
+    fn from(c: Conventions) -> Self {
+        StoredConventions { layout: c.layout, hopping: c.hopping() }
+    }
+}
+
+impl Default for Conventions {
+    fn default() -> Self {
+        Conventions::new(FieldLayout::default(), None)
+    }
 }
 
 impl Conventions {
+    /// Conventions with a site order and, if given, hopping-form variables ϕ instead of φ.
+    pub fn new(layout: FieldLayout, hopping: Option<Hopping>) -> Self {
+        let standard = Hopping { kappa: 1.0, lambda_tilde: 0.0 };
+        Conventions { layout, hopping: hopping.unwrap_or(standard), hopping_form: hopping.is_some() }
+    }
+
+    /// The hopping-form couplings, if the flow uses hopping-form variables.
+    pub fn hopping(&self) -> Option<Hopping> {
+        self.hopping_form.then_some(self.hopping)
+    }
+
     /// Whether fields cross the boundary unchanged.
     pub fn is_identity(&self) -> bool {
-        self.layout == FieldLayout::X1Fastest && self.hopping.is_none()
+        self.layout == FieldLayout::X1Fastest && !self.hopping_form
     }
 
     /// perm[u] = the internal index of the site at user index u.
@@ -79,7 +121,7 @@ impl Conventions {
     }
 
     fn scale(&self) -> f64 {
-        self.hopping.map_or(1.0, |h| h.kappa.sqrt())
+        self.hopping.kappa.sqrt()
     }
 
     /// User fields (n·V, user layout and variables) to internal φ (x1 fastest).
@@ -127,17 +169,17 @@ impl Conventions {
 
     /// log q of internal φ as log q of the user's variables: + (V/2) log κ.
     pub fn log_q_to_user(&self, v: usize, log_q: f64) -> f64 {
-        self.hopping.map_or(log_q, |h| log_q + 0.5 * v as f64 * h.kappa.ln())
+        log_q + 0.5 * v as f64 * self.hopping.kappa.ln()
     }
 
     /// S(φ) as the user's action of ϕ: + V λ̃.
     pub fn action_to_user(&self, v: usize, s: f64) -> f64 {
-        self.hopping.map_or(s, |h| s + v as f64 * h.lambda_tilde)
+        s + v as f64 * self.hopping.lambda_tilde
     }
 
     /// The user's action of ϕ as S(φ): − V λ̃.
     pub fn action_to_internal(&self, v: usize, s: f64) -> f64 {
-        self.hopping.map_or(s, |h| s - v as f64 * h.lambda_tilde)
+        s - v as f64 * self.hopping.lambda_tilde
     }
 }
 
@@ -168,7 +210,7 @@ mod tests {
             let mut x = vec![0.0; 2 * v];
             Rng::new(1, Stream::Sample, l as u64).fill_normal(&mut x);
             for layout in [FieldLayout::X1Fastest, FieldLayout::X0Fastest, FieldLayout::EvenOdd] {
-                let c = Conventions { layout, hopping: Some(Hopping { kappa: 0.27, lambda_tilde: 0.5 }) };
+                let c = Conventions::new(layout, Some(Hopping { kappa: 0.27, lambda_tilde: 0.5 }));
                 let user = c.from_internal(l, &x).unwrap();
                 let back = c.to_internal(l, &user).unwrap();
                 for (a, b) in back.iter().zip(&x) {
@@ -200,10 +242,30 @@ mod tests {
     }
 
     #[test]
+    fn saved_form_is_unchanged_and_the_standard_form_converts_exactly() {
+        let d = Conventions::default();
+        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"layout":"X1Fastest","hopping":null}"#);
+        let h = Conventions::new(FieldLayout::EvenOdd, Some(Hopping { kappa: 0.25, lambda_tilde: 0.5 }));
+        let js = serde_json::to_string(&h).unwrap();
+        assert_eq!(js, r#"{"layout":"EvenOdd","hopping":{"kappa":0.25,"lambda_tilde":0.5}}"#);
+        assert_eq!(serde_json::from_str::<Conventions>(&js).unwrap(), h);
+        let back: Conventions = serde_json::from_str(r#"{"layout":"X0Fastest","hopping":null}"#).unwrap();
+        assert_eq!((back.layout, back.hopping(), back.is_identity()), (FieldLayout::X0Fastest, None, false));
+        assert_eq!(h.hopping().map(|h| h.kappa), Some(0.25));
+        // the standard form's conversions are the identity to the bit
+        for x in [-1234.5678901234, 0.1, 3e-300] {
+            assert_eq!(d.log_q_to_user(144, x).to_bits(), x.to_bits());
+            assert_eq!(d.action_to_user(144, x).to_bits(), x.to_bits());
+            assert_eq!(d.action_to_internal(144, x).to_bits(), x.to_bits());
+        }
+        assert_eq!(h.log_q_to_user(4, 1.0), 1.0 + 2.0 * 0.25f64.ln());
+    }
+
+    #[test]
     fn hopping_form_is_the_same_theory() {
         let l = 4;
         let h = Hopping { kappa: 0.3, lambda_tilde: 0.02 };
-        let c = Conventions { layout: FieldLayout::X1Fastest, hopping: Some(h) };
+        let c = Conventions::new(FieldLayout::X1Fastest, Some(h));
         let action = Action::new(Lattice::new(l).unwrap(), h.couplings().unwrap());
         let mut phi = vec![0.0; l * l];
         Rng::new(2, Stream::Sample, 0).fill_normal(&mut phi);

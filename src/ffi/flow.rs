@@ -351,7 +351,7 @@ pub(crate) fn config_of(p: &eqflow_flow_params) -> Result<FlowConfig> {
         x => return bad(format!("couplings_form = {x} is not an EQFLOW_COUPLINGS_*")),
     };
     let mut c = FlowConfig::new(p.lattice_size as usize, couplings.m2, couplings.lambda);
-    c.conventions = Conventions { layout, hopping };
+    c.conventions = Conventions::new(layout, hopping);
     c.arch = arch;
     c.train.batch_size = p.batch_size as usize;
     c.train.learning_rate = p.learning_rate;
