@@ -42,6 +42,17 @@ pub struct Reweighted {
     pub binder: ValueError,
     /// L · m_p (headline m_p, SPEC §6; NaN where undefined).
     pub l_m_p: ValueError,
+    /// m_p(t) for t = 1..=⌊L/2⌋ (index t − 1); NaN where the reweighted correlator ratio
+    /// (G̃(t−1) + G̃(t+1)) / (2 G̃(t)) is ≤ 1 (or comes within the delta method's difference
+    /// step of 1): the headline L·m_p is then NaN too, and these say which t need more samples.
+    pub m_p_t: Vec<ValueError>,
+}
+
+impl Reweighted {
+    /// The t (1..=⌊L/2⌋) whose m_p(t) is undefined (NaN).
+    pub fn undefined_m_p_t(&self) -> Vec<usize> {
+        (1..).zip(&self.m_p_t).filter(|(_, m)| !m.value.is_finite() || !m.error.is_finite()).map(|(t, _)| t).collect()
+    }
 }
 
 /// Normalised weights w̃ = w / mean(w) and log mean w, from log-weights.
@@ -147,10 +158,14 @@ pub fn reweight_samples(samples: &Samples, l: usize, delta_lambda: f64) -> Resul
     let one = |k: usize| reweight_mean(&log_w, &prim[k]);
     let mut mp_series: Vec<&[f64]> = vec![&prim[P_M]];
     mp_series.extend((0..=half).map(|t| &prim[P_CT + t][..]));
+    let correlator = |a: &[f64]| -> Vec<f64> { a[1..].iter().map(|c| c - a[0] * a[0]).collect() };
     let l_m_p = reweight_derived(&log_w, &mp_series, &|a| {
-        let g: Vec<f64> = a[1..].iter().map(|c| c - a[0] * a[0]).collect();
+        let g = correlator(a);
         l as f64 * (1..=half).map(|t| effective_mass(&g, l, t)).sum::<f64>() / half as f64
     })?;
+    let m_p_t = (1..=half)
+        .map(|t| reweight_derived(&log_w, &mp_series, &|a| effective_mass(&correlator(a), l, t)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Reweighted {
         n,
         ess: ess(&log_w),
@@ -160,6 +175,7 @@ pub fn reweight_samples(samples: &Samples, l: usize, delta_lambda: f64) -> Resul
         chi2: reweight_derived(&log_w, &[&prim[P_M], &prim[P_M2]], &|a| vf * (a[1] - a[0] * a[0]))?,
         binder: reweight_derived(&log_w, &[&prim[P_M2], &prim[P_M4]], &|a| 1.0 - a[1] / (3.0 * a[0] * a[0]))?,
         l_m_p,
+        m_p_t,
     })
 }
 
@@ -221,5 +237,105 @@ mod tests {
         assert!(reweight_mean(&[0.0, f64::NAN], &[1.0, 2.0]).is_err());
         assert!(reweight_mean(&[0.0, 0.0], &[1.0]).is_err());
         assert!(reweight_mean(&[f64::NEG_INFINITY, f64::NEG_INFINITY], &[1.0, 1.0]).is_err());
+    }
+
+    /// The reweighted G̃(t), t = 0..=⌊L/2⌋, by direct sums (the test oracle): C̃(t) of each
+    /// field summed over every site and displacement along both axes, weighted means, minus ⟨M⟩².
+    fn direct_correlator(l: usize, phi: &[f64], log_w: &[f64]) -> Vec<f64> {
+        let v = l * l;
+        let wmax = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = log_w.iter().map(|x| (x - wmax).exp()).collect();
+        let wsum: f64 = w.iter().sum();
+        let m = phi.chunks_exact(v).zip(&w).map(|(p, w)| w * p.iter().sum::<f64>() / v as f64).sum::<f64>() / wsum;
+        (0..=l / 2)
+            .map(|t| {
+                let c = phi.chunks_exact(v).zip(&w).map(|(p, w)| {
+                    let mut sum = 0.0;
+                    for (y0, y1, d) in (0..l).flat_map(|a| (0..l).flat_map(move |b| (0..l).map(move |d| (a, b, d)))) {
+                        let here = p[y0 * l + y1];
+                        sum += here * (p[((y0 + d) % l) * l + (y1 + t) % l] + p[((y0 + t) % l) * l + (y1 + d) % l]);
+                    }
+                    w * sum / (2.0 * (l * v) as f64)
+                });
+                c.sum::<f64>() / wsum - m * m
+            })
+            .collect()
+    }
+
+    #[test]
+    fn effective_masses_by_t_match_direct_sums_and_name_the_undefined_t() {
+        let (l, n, mass) = (6, 3000, 0.7);
+        let v = l * l;
+        let mut any_undefined = false;
+        for free in [true, false] {
+            let mut z = vec![0.0; 2 * n * v];
+            Rng::new(7, Stream::Sample, free as u64).fill_normal(&mut z);
+            // the free field of mass m: Σ_p (a_p cos p·x + b_p sin p·x) / √(V (p̂² + m²)), whose
+            // G̃(t) ∝ cosh(m_p (t − L/2)) with m_p = 2 arsinh(m/2) at every t; white noise has
+            // G̃(t ≥ 1) ≈ 0 of either sign (m_p(t) mostly undefined)
+            let phi: Vec<f64> = if free {
+                let tau = std::f64::consts::TAU / l as f64;
+                let modes: Vec<(f64, f64, f64)> = (0..v)
+                    .map(|k| {
+                        let (p0, p1) = (tau * (k / l) as f64, tau * (k % l) as f64);
+                        let hat2 = 4.0 * ((p0 / 2.0).sin().powi(2) + (p1 / 2.0).sin().powi(2));
+                        (p0, p1, 1.0 / (v as f64 * (hat2 + mass * mass)).sqrt())
+                    })
+                    .collect();
+                z.chunks_exact(2 * v)
+                    .flat_map(|ab| {
+                        let modes = &modes;
+                        (0..v).map(move |x| {
+                            let (x0, x1) = ((x / l) as f64, (x % l) as f64);
+                            modes
+                                .iter()
+                                .enumerate()
+                                .map(|(k, &(p0, p1, s))| {
+                                    s * (ab[k] * (p0 * x0 + p1 * x1).cos() + ab[v + k] * (p0 * x0 + p1 * x1).sin())
+                                })
+                                .sum::<f64>()
+                        })
+                    })
+                    .collect()
+            } else {
+                z[..n * v].to_vec()
+            };
+            let mut log_q = vec![0.0; n];
+            Rng::new(8, Stream::Sample, 0).fill_normal(&mut log_q);
+            log_q.iter_mut().for_each(|x| *x *= 0.2);
+            let samples = Samples { phi: phi.clone(), log_q, action: vec![0.0; n] };
+            let r = reweight_samples(&samples, l, 0.0).unwrap();
+            let g = direct_correlator(l, &phi, &samples.log_weights());
+            assert_eq!(r.m_p_t.len(), l / 2);
+            for t in 1..=l / 2 {
+                let ratio = (g[t - 1] + g[if t < l / 2 { t + 1 } else { l - t - 1 }]) / (2.0 * g[t]);
+                let got = r.m_p_t[t - 1];
+                println!("free {free}: t {t}: ratio {ratio:.5}, m_p(t) {:.5} ± {:.5}", got.value, got.error);
+                if got.value.is_finite() {
+                    assert!((got.value - ratio.acosh()).abs() < 1e-9, "t {t}: {} vs {}", got.value, ratio.acosh());
+                    assert!(got.error > 0.0 && got.error.is_finite());
+                } else {
+                    assert!(r.undefined_m_p_t().contains(&t));
+                    any_undefined = true;
+                }
+                if ratio <= 1.0 {
+                    assert!(!got.value.is_finite(), "t {t}: ratio {ratio} ≤ 1 but m_p(t) = {}", got.value);
+                }
+            }
+            let defined = r.undefined_m_p_t().is_empty();
+            assert_eq!(defined, r.l_m_p.value.is_finite() && r.l_m_p.error.is_finite());
+            if free {
+                // every t defined, each m_p(t) and L·m_p consistent with the exact mass
+                let exact = 2.0 * (mass / 2.0).asinh();
+                assert!(defined, "the free field's m_p(t) must all be defined");
+                for m in &r.m_p_t {
+                    assert!((m.value - exact).abs() < 5.0 * m.error, "{} ± {} vs {exact}", m.value, m.error);
+                }
+                let mean = r.m_p_t.iter().map(|m| m.value).sum::<f64>() / (l / 2) as f64;
+                assert!((r.l_m_p.value - l as f64 * mean).abs() < 1e-12);
+                assert!((r.l_m_p.value - l as f64 * exact).abs() < 5.0 * r.l_m_p.error);
+            }
+        }
+        assert!(any_undefined, "white noise must leave some m_p(t) undefined");
     }
 }
