@@ -36,6 +36,10 @@ L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer on
 # the defaults are the flows of the README table, stopped by Ctrl-C at these steps)
 L12_WIDE_TO=${L12_WIDE_TO:-3939}
 L20_WIDE_TO=${L20_WIDE_TO:-733}
+# (session 9) the best L = 32 flow grown the same way, and an L = 64 flow transferred from it
+# (keeping its 28-node kernel) and fine-tuned: path gradients to these steps (0: none)
+L32_WIDE_TO=${L32_WIDE_TO:-242}
+L64_WIDE_TO=${L64_WIDE_TO:-0}
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
 MIN6=${MIN6:-25} MIN12=${MIN12:-35} PROPOSALS=${PROPOSALS:-100000} ESS64=${ESS64:-200} ESS=${ESS:-1000}
@@ -138,6 +142,15 @@ if [ "${1:-all}" != table ]; then
       --gradient path --lr 4e-5 --decay-steps 4000 --warmup-steps 30 --seed 11
   fi
   if [ "$L12_WIDE_TO" -gt 0 ]; then wait $side; fi
+  # the wider L = 32 flow, then L = 64 from it
+  if [ "$L32_WIDE_TO" -gt 0 ]; then
+    train_to wide_L32 "$L32_WIDE_TO" L32 --init-from "$OUT/best_L32.safetensors" --time-kernel-size 28 \
+      --gradient path --lr 5e-5 --decay-steps 4000 --warmup-steps 10 --seed 11
+  fi
+  if [ "$L64_WIDE_TO" -gt 0 ] && [ -e "$OUT/wide_L32.safetensors" ]; then
+    train_to wide_L64 "$L64_WIDE_TO" L64 --init-from "$OUT/wide_L32.safetensors" --time-kernel-size 28 \
+      --gradient path --lr 1e-4 --warmup-steps 10 --seed 11
+  fi
 fi
 
 # the chains (flow Metropolis with Z2 flips) and the HMC references; a JSON file each, kept
