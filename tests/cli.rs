@@ -288,6 +288,23 @@ fn sample_hmc_reweight_and_report() {
     );
 }
 
+#[test]
+fn an_undefined_l_m_p_names_its_t() {
+    // 100 HMC trajectories at L = 20 cannot resolve G̃(t) near L/2: L·m_p is NaN, and the
+    // printout says at which t the effective mass is undefined
+    let o = run(&["hmc", "--preset", "L20", "--n", "100"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lmp = err.lines().find(|l| l.trim_start().starts_with("L·m_p")).expect("an L·m_p line");
+    assert!(lmp.contains("NaN"), "expected an undefined L·m_p at n = 100: {err}");
+    let note = err.lines().find(|l| l.contains("m_p(t) undefined at t = [")).expect("the undefined t named");
+    assert!(note.contains("of 1..=10"), "{note}");
+    // a resolved L·m_p prints no such line
+    let o = run(&["hmc", "--lattice", "4", "--m2", "-4", "--lambda", "8", "--n", "2000"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("NaN") && !err.contains("undefined"), "{err}");
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {

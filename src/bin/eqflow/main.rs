@@ -136,6 +136,9 @@ pub fn print_summary(label: &str, s: &ChainSummary, acc: Option<f64>, ess: Optio
     }
     eprintln!("  chi2            {:.4} ± {:.4}", s.chi2.value, s.chi2.error);
     eprintln!("  L·m_p           {:.4} ± {:.4}", s.l_m_p.value, s.l_m_p.error);
+    let undefined: Vec<usize> =
+        (1..).zip(&s.m_p_t).filter(|(_, m)| !m.value.is_finite() || !m.error.is_finite()).map(|(t, _)| t).collect();
+    print_undefined_m_p(&undefined, s.m_p_t.len(), "jackknife bins");
     eprintln!("  xi              {:.4} ± {:.4}", s.xi.value, s.xi.error);
     eprintln!("  <|M|>           {:.5} ± {:.5}", s.abs_m.value, s.abs_m.error);
     eprintln!("  Binder U        {:.5} ± {:.5}", s.binder.value, s.binder.error);
@@ -143,6 +146,16 @@ pub fn print_summary(label: &str, s: &ChainSummary, acc: Option<f64>, ess: Optio
     eprintln!("  tau_int chi2    {:.3} ± {:.3}", s.tau_int_chi2, s.chi2.tau_int_error);
     if let Some((_, chi2, lmp, acc, ess)) = reference(l, c) {
         eprintln!("  seed Table 1:   chi2 {chi2}, L·m_p {lmp}, acceptance {acc}%, ESS {ess}%");
+    }
+}
+
+/// The t whose m_p(t) is undefined (so that L·m_p is NaN), if any, and why, on stderr.
+pub fn print_undefined_m_p(undefined: &[usize], n_t: usize, estimate: &str) {
+    if !undefined.is_empty() {
+        eprintln!(
+            "  (m_p(t) undefined at t = {undefined:?} of 1..={n_t}: the correlator ratio (G(t-1) + G(t+1)) / (2 G(t)) \
+             is not clearly above 1 in the estimate or its {estimate}; more statistics are needed for L·m_p)"
+        );
     }
 }
 

@@ -3,7 +3,7 @@
 //! output of configurations.
 
 use crate::npy::{Dtype, NpyWriter};
-use crate::{check_same_theory, err, print_summary, progress, reference, theory, Res, Theory};
+use crate::{check_same_theory, err, print_summary, print_undefined_m_p, progress, reference, theory, Res, Theory};
 use clap::Args;
 use eqflow::action::Action;
 use eqflow::mcmc::hmc::{Hmc, HmcParams};
@@ -123,13 +123,7 @@ fn print_reweighted(r: &Reweighted, delta_lambda: f64) {
     eprintln!("  log Z           {:.4} ± {:.4}", r.log_z.value, r.log_z.error);
     eprintln!("  chi2            {:.4} ± {:.4}", r.chi2.value, r.chi2.error);
     eprintln!("  L·m_p           {:.4} ± {:.4}", r.l_m_p.value, r.l_m_p.error);
-    let undefined = r.undefined_m_p_t();
-    if !undefined.is_empty() {
-        eprintln!(
-            "  (m_p(t) undefined at t = {undefined:?} of 1..={}: the reweighted correlator ratio (G(t-1) + G(t+1)) / (2 G(t)) is not clearly above 1 there; more samples are needed for L·m_p)",
-            r.m_p_t.len()
-        );
-    }
+    print_undefined_m_p(&r.undefined_m_p_t(), r.m_p_t.len(), "delta-method difference steps");
     eprintln!("  <|M|>           {:.5} ± {:.5}", r.abs_m.value, r.abs_m.error);
     eprintln!("  Binder U        {:.5} ± {:.5}", r.binder.value, r.binder.error);
 }
