@@ -3,7 +3,7 @@
 # L = 6 → 12 → 20 → 32 → 64, each larger one starting from the smaller one (--init-from),
 # runs a flow Metropolis chain of each and an HMC reference, and writes docs/scaling.md.
 #
-#   scripts/scaling.sh            # everything (about 16 hours of two cores; resumable)
+#   scripts/scaling.sh            # everything (about 21 hours of two cores; resumable)
 #   scripts/scaling.sh table      # only sample the flows in $OUT and write the table
 #
 # Every training stage is fixed in steps, not minutes (after the two time-budgeted seed runs
@@ -35,11 +35,12 @@ L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer on
 # same flows at first: --init-from with --time-kernel-size), path gradients to these steps (0: none;
 # the defaults are the flows of the README table, stopped by Ctrl-C at these steps)
 L12_WIDE_TO=${L12_WIDE_TO:-3939}
-L20_WIDE_TO=${L20_WIDE_TO:-733}
+L20_WIDE_TO=${L20_WIDE_TO:-1647}
 # (session 9) the best L = 32 flow grown the same way, and an L = 64 flow transferred from it
-# (keeping its 28-node kernel) and fine-tuned: path gradients to these steps (0: none)
+# (keeping its 28-node kernel) and fine-tuned: path gradients to these steps (0: none; at L = 64
+# lr 1e-4 made the loss climb after 20 steps, hence 3e-5)
 L32_WIDE_TO=${L32_WIDE_TO:-242}
-L64_WIDE_TO=${L64_WIDE_TO:-0}
+L64_WIDE_TO=${L64_WIDE_TO:-71}
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
 MIN6=${MIN6:-25} MIN12=${MIN12:-35} PROPOSALS=${PROPOSALS:-100000} ESS64=${ESS64:-200} ESS=${ESS:-1000}
@@ -149,7 +150,7 @@ if [ "${1:-all}" != table ]; then
   fi
   if [ "$L64_WIDE_TO" -gt 0 ] && [ -e "$OUT/wide_L32.safetensors" ]; then
     train_to wide_L64 "$L64_WIDE_TO" L64 --init-from "$OUT/wide_L32.safetensors" --time-kernel-size 28 \
-      --gradient path --lr 1e-4 --warmup-steps 10 --seed 11
+      --gradient path --lr 3e-5 --warmup-steps 10 --seed 11
   fi
 fi
 
