@@ -51,7 +51,7 @@ pub struct Reweighted {
 impl Reweighted {
     /// The t (1..=⌊L/2⌋) whose m_p(t) is undefined (NaN).
     pub fn undefined_m_p_t(&self) -> Vec<usize> {
-        (1..).zip(&self.m_p_t).filter(|(_, m)| !m.value.is_finite() || !m.error.is_finite()).map(|(t, _)| t).collect()
+        crate::observables::undefined_t(self.m_p_t.iter().map(|m| (m.value, m.error)))
     }
 }
 

@@ -361,7 +361,7 @@ pub(crate) mod measurements;
 mod summary;
 
 pub use measurements::Measurements;
-pub use summary::{effective_mass, summarize, ChainSummary};
+pub use summary::{effective_mass, summarize, undefined_t, ChainSummary};
 
 #[cfg(test)]
 mod tests {

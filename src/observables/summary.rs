@@ -66,6 +66,19 @@ fn g_periodic(g: &[f64], l: usize, t: usize) -> f64 {
     g[t.min(l - t)]
 }
 
+/// The t (counting from 1) of the (value, error) pairs where either is not finite: for a list
+/// of m_p(t), t = 1..=⌊L/2⌋, the t at which the effective mass is undefined.
+pub fn undefined_t(estimates: impl IntoIterator<Item = (f64, f64)>) -> Vec<usize> {
+    (1..).zip(estimates).filter(|(_, (v, e))| !v.is_finite() || !e.is_finite()).map(|(t, _)| t).collect()
+}
+
+impl ChainSummary {
+    /// The t (1..=⌊L/2⌋) whose m_p(t) is undefined (NaN), which makes L·m_p NaN.
+    pub fn undefined_m_p_t(&self) -> Vec<usize> {
+        undefined_t(self.m_p_t.iter().map(|m| (m.value, m.error)))
+    }
+}
+
 /// m_p(t) = arccosh[(G̃(t−1) + G̃(t+1)) / (2 G̃(t))] for 1 ≤ t ≤ ⌊L/2⌋, `g` holding
 /// G̃(0..=⌊L/2⌋) (at least ⌊L/2⌋ + 1 values; G̃ beyond L/2 by reflection).
 /// NaN if the argument is below 1, one of the three G̃ is not positive, or t is out of range.
@@ -244,6 +257,13 @@ mod tests {
         assert!(meas.push_batch(&batch[..17]).is_err());
         assert!(meas.is_empty(), "a rejected batch appends nothing");
         assert!(Measurements::new(1).is_err());
+    }
+
+    #[test]
+    fn undefined_t_counts_from_one() {
+        let est = [(0.3, 0.01), (f64::NAN, f64::NAN), (0.2, f64::INFINITY), (0.25, 0.02)];
+        assert_eq!(undefined_t(est), vec![2, 3]);
+        assert!(undefined_t([(0.1, 0.1)]).is_empty());
     }
 
     #[test]

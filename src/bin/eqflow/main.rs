@@ -136,9 +136,7 @@ pub fn print_summary(label: &str, s: &ChainSummary, acc: Option<f64>, ess: Optio
     }
     eprintln!("  chi2            {:.4} ± {:.4}", s.chi2.value, s.chi2.error);
     eprintln!("  L·m_p           {:.4} ± {:.4}", s.l_m_p.value, s.l_m_p.error);
-    let undefined: Vec<usize> =
-        (1..).zip(&s.m_p_t).filter(|(_, m)| !m.value.is_finite() || !m.error.is_finite()).map(|(t, _)| t).collect();
-    print_undefined_m_p(&undefined, s.m_p_t.len(), "jackknife bins");
+    print_undefined_m_p(&s.undefined_m_p_t(), s.m_p_t.len(), "jackknife bins");
     eprintln!("  xi              {:.4} ± {:.4}", s.xi.value, s.xi.error);
     eprintln!("  <|M|>           {:.5} ± {:.5}", s.abs_m.value, s.abs_m.error);
     eprintln!("  Binder U        {:.5} ± {:.5}", s.binder.value, s.binder.error);
