@@ -72,25 +72,34 @@ fn throughput(device: &std::sync::Arc<Device>, sizes: &[usize], batches: &[usize
     println!("| L | conv | batch | proposals/s | s / training step | memory in use MiB | floor s / batch | measured / floor |");
     println!("|---|---|---|---|---|---|---|---|");
     for &l in sizes {
-        for path in [ConvPath::Direct, ConvPath::Spectral] {
+        // the spectral path's stages unfused (five launches of transforms and products, the
+        // features written to and read back from memory) and fused (field.cu, one launch)
+        for (path, fused) in [(ConvPath::Direct, false), (ConvPath::Spectral, false), (ConvPath::Spectral, true)] {
             for &batch in batches {
                 let mut flow = random_flow(l, Precision::F32, 1);
                 flow.config.train.batch_size = batch;
+                let name = if fused { "Fused".to_string() } else { format!("{path:?}") };
                 let floor = 2.0 * conv_macs(&flow, path, false) * batch as f64 / PEAK;
                 // skip what would take far longer than the budget (at 1/4 of the peak)
                 if 4.0 * floor > budget {
-                    println!("| {l} | {path:?} | {batch} | skipped: floor {floor:.1} s | | | {floor:.2e} | |");
+                    println!("| {l} | {name} | {batch} | skipped: floor {floor:.1} s | | | {floor:.2e} | |");
                     continue;
                 }
                 let row = (|| -> eqflow::Result<String> {
-                    let cuda = CudaFlow::with_conv_path(&flow, device.clone(), path)?;
+                    let mut cuda = CudaFlow::with_conv_path(&flow, device.clone(), path)?;
+                    cuda.set_fused(fused);
+                    if cuda.fused() != fused {
+                        return Ok(format!("| {l} | {name} | {batch} | not fused (L too large) | | | | |"));
+                    }
                     let _ = cuda.sample_at(Stream::Sample, 0, 1)?;
                     let t0 = Instant::now();
                     cuda.sample_at(Stream::Sample, 0, batch)?;
                     let t_sample = t0.elapsed().as_secs_f64();
                     let mem = device.memory_in_use()? as f64 / (1 << 20) as f64;
                     let train_floor = 2.0 * conv_macs(&flow, path, true) * batch as f64 / PEAK;
-                    let t_step = if 4.0 * train_floor > budget {
+                    let t_step = if fused {
+                        "(as spectral)".to_string()
+                    } else if 4.0 * train_floor > budget {
                         "skipped".to_string()
                     } else {
                         let mut tr = CudaTrainer::with_conv_path(&flow, device.clone(), path)?;
@@ -100,14 +109,14 @@ fn throughput(device: &std::sync::Arc<Device>, sizes: &[usize], batches: &[usize
                         format!("{:.4}", t0.elapsed().as_secs_f64())
                     };
                     Ok(format!(
-                        "| {l} | {path:?} | {batch} | {:.0} | {t_step} | {mem:.0} | {floor:.2e} | {:.1} |",
+                        "| {l} | {name} | {batch} | {:.0} | {t_step} | {mem:.0} | {floor:.2e} | {:.1} |",
                         batch as f64 / t_sample,
                         t_sample / floor
                     ))
                 })();
                 match row {
                     Ok(r) => println!("{r}"),
-                    Err(e) => println!("| {l} | {path:?} | {batch} | error: {e} | | | | |"),
+                    Err(e) => println!("| {l} | {name} | {batch} | error: {e} | | | | |"),
                 }
             }
         }

@@ -299,4 +299,27 @@ typedef struct eqflow_spectral_args {
     unsigned int mode;
 } eqflow_spectral_args;
 
+/* field.cu: one RK4 stage's vector field of n fields, fused (features, the spectral
+ * convolution, the divergence) with one block of FIELD_THREADS threads per field, for
+ * architectures without feature mixing (n_c = n_h) and l <= FIELD_LMAX_F32 (f32) or
+ * FIELD_LMAX_F64 (f64): k = sum_j W_j * h_j(u), div = sum_j beta_j sum_x h'_j(u_x). */
+#define FIELD_THREADS 256
+#define FIELD_LMAX_F32 64
+#define FIELD_LMAX_F64 44
+typedef struct eqflow_field_stage_args {
+    unsigned long long u;        /* R[n * v] */
+    unsigned long long omega;    /* R[n_omega] */
+    unsigned long long spectrum; /* R[n_h * l * (l/2+1) * 2]: W's spectrum (eqflow_dft_cols) */
+    unsigned long long beta;     /* R[n_h] */
+    unsigned long long tw;       /* R[2 l]: cos, sin(2 pi j / l) */
+    unsigned long long k;        /* R[n * v], written */
+    unsigned long long div;      /* double[n], written */
+    unsigned int n;
+    unsigned int l;
+    unsigned int n_omega;
+    unsigned int n_h;
+    unsigned int kind;
+    unsigned int linear;
+} eqflow_field_stage_args;
+
 #endif

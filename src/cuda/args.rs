@@ -79,6 +79,11 @@ kernel_args! {
     SpectralArgs => "eqflow_spectral_args" {
         input: u64, out: u64, tw: u64, w: u64, scale: f64, offset: u64, m: u32, l: u32, n_c: u32, mode: u32
     }
+    /// One stage's fused vector field (field.cu).
+    FieldStageArgs => "eqflow_field_stage_args" {
+        u: u64, omega: u64, spectrum: u64, beta: u64, tw: u64, k: u64, div: u64,
+        n: u32, l: u32, n_omega: u32, n_h: u32, kind: u32, linear: u32
+    }
 }
 
 // SAFETY: plain-data #[repr(C)] structs of integers and floats, passed by value to kernels
@@ -106,5 +111,6 @@ device_repr!(
     OuterArgs,
     AxpbyArgs,
     ParamGradArgs,
-    SpectralArgs
+    SpectralArgs,
+    FieldStageArgs
 );

@@ -124,6 +124,32 @@ impl<L: Launcher, R: Elem> Conv<L, R> {
         self.path
     }
 
+    /// The lattice side.
+    pub(crate) fn side(&self) -> usize {
+        self.l
+    }
+
+    /// Whether field.cu can fuse a stage of this convolution with its features (the spectral
+    /// path, l at most `field_lmax`), unless `EQFLOW_CUDA_FUSED=0`.
+    pub(crate) fn fuses(&self) -> bool {
+        self.path == ConvPath::Spectral
+            && self.l <= launch::field_lmax::<R>()
+            && std::env::var("EQFLOW_CUDA_FUSED").as_deref() != Ok("0")
+    }
+
+    /// The inputs of field.cu for the prepared kernel `p` (spectral path only).
+    pub(crate) fn field_stage<'a>(
+        &'a self,
+        p: &'a Prepared<L, R>,
+        omega: &'a L::Buf<R>,
+        beta: &'a L::Buf<R>,
+    ) -> Result<launch::FieldStage<'a, L, R>> {
+        match (&self.tw, &p.spectrum) {
+            (Some(tw), Some(spectrum)) => Ok(launch::FieldStage { tw, omega, spectrum, beta }),
+            _ => Err(Error::new(crate::error::Status::Internal, "field stage: not the spectral path")),
+        }
+    }
+
     /// Prepares W (n_c × V), taking it over.
     pub(crate) fn prepare(&self, dev: &L, w: L::Buf<R>) -> Result<Prepared<L, R>> {
         let mut p = Prepared { w, spectrum: None };

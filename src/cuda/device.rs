@@ -113,8 +113,8 @@ macro_rules! sources {
 }
 
 /// Every kernel file, embedded.
-pub(crate) const SOURCES: [Source; 9] =
-    sources!("rng", "action", "features", "conv", "density", "rk4", "metropolis", "train", "spectral");
+pub(crate) const SOURCES: [Source; 10] =
+    sources!("rng", "action", "features", "conv", "density", "rk4", "metropolis", "train", "spectral", "field");
 
 /// The argument header, embedded (substituted into the sources for NVRTC).
 pub(crate) const HEADER: &str = include_str!("../../kernels/eqflow_kernel_args.h");
@@ -234,19 +234,7 @@ impl Device {
             ));
         };
         let (major, minor) = self.compute_capability()?;
-        // NVRTC wants a 'static name: the newest listed architecture the device has
-        const ARCHS: [(i32, &str); 8] = [
-            (90, "compute_90"),
-            (89, "compute_89"),
-            (87, "compute_87"),
-            (86, "compute_86"),
-            (80, "compute_80"),
-            (75, "compute_75"),
-            (72, "compute_72"),
-            (70, "compute_70"),
-        ];
-        let cc = major * 10 + minor;
-        let arch = ARCHS.iter().find(|a| a.0 <= cc).map_or("compute_70", |a| a.1);
+        let arch = nvrtc_arch(major * 10 + minor, na);
         let opts = cudarc::nvrtc::CompileOptions {
             arch: Some(arch),
             options: vec!["--std=c++17".into()],
@@ -271,4 +259,23 @@ impl Device {
             m.load_function(function).map_err(|e| driver_error(&format!("cuModuleGetFunction({function})"), e))
         })
     }
+}
+
+/// The virtual architecture NVRTC compiles for on a device of compute capability `cc` (10 ×
+/// major + minor): the newest listed one the device has, and never older than NVRTC
+/// `nvrtc_major` accepts (CUDA 13 dropped compute_70 and compute_72). A 'static name, as
+/// NVRTC's options want.
+pub(crate) fn nvrtc_arch(cc: i32, nvrtc_major: i32) -> &'static str {
+    const ARCHS: [(i32, &str); 8] = [
+        (90, "compute_90"),
+        (89, "compute_89"),
+        (87, "compute_87"),
+        (86, "compute_86"),
+        (80, "compute_80"),
+        (75, "compute_75"),
+        (72, "compute_72"),
+        (70, "compute_70"),
+    ];
+    let oldest = if nvrtc_major >= 13 { 75 } else { 70 };
+    ARCHS.iter().find(|a| a.0 <= cc.max(oldest)).map_or("compute_70", |a| a.1)
 }

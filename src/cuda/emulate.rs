@@ -147,7 +147,17 @@ fn build(dir: &Path) -> std::result::Result<Emulator, String> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let lib = dir.join("libeqflow_emu.so");
     let out = std::process::Command::new(&cxx)
-        .args(["-std=c++17", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"])
+        .args([
+            "-std=c++17",
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wno-unused-parameter",
+            "-Wno-unknown-pragmas",
+        ])
         .arg("-I")
         .arg(dir)
         .arg("-o")

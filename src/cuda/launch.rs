@@ -14,7 +14,7 @@ const BLOCK: u32 = 256;
 const REDUCE_BLOCK: u32 = 256;
 
 /// (file, entry point, typed): the kernels launched here; typed ones have _f32 and _f64 variants.
-pub(crate) const ENTRIES: [(&str, &str, bool); 29] = [
+pub(crate) const ENTRIES: [(&str, &str, bool); 30] = [
     ("rng", "eqflow_philox_words", false),
     ("rng", "eqflow_prior_normal", true),
     ("rng", "eqflow_uniform", false),
@@ -44,6 +44,7 @@ pub(crate) const ENTRIES: [(&str, &str, bool); 29] = [
     ("spectral", "eqflow_fft_rows", true),
     ("spectral", "eqflow_fft_cols", true),
     ("spectral", "eqflow_fft_c2r", true),
+    ("field", "eqflow_field_stage", true),
 ];
 
 /// Plain data the kernels read and write (f32, f64, i32, u32).
@@ -958,4 +959,83 @@ pub(crate) fn spectral_mix<L: Launcher, R: Elem>(
         ..SpectralArgs::default()
     };
     launch(dev, 25, Some(R::SUFFIX), blocks(spectrum_len(no, l) / 2)?, BLOCK, a)
+}
+
+/// Threads per block of field.cu (`FIELD_THREADS`).
+pub(crate) const FIELD_THREADS: u32 = 256;
+
+/// The largest side field.cu fuses in R (`FIELD_LMAX_F32`, `FIELD_LMAX_F64`: its shared
+/// memory holds one channel of an l × l field and its row transforms).
+pub(crate) fn field_lmax<R: Elem>() -> usize {
+    if std::mem::size_of::<R>() == 4 {
+        64
+    } else {
+        44
+    }
+}
+
+/// The inputs of one fused stage of field.cu besides the fields.
+pub(crate) struct FieldStage<'a, L: Launcher, R: Elem> {
+    /// cos, sin(2πj/l) (2 l).
+    pub tw: &'a L::Buf<R>,
+    /// The frequencies ω.
+    pub omega: &'a L::Buf<R>,
+    /// W's spectrum at the stage's time slot (n_h spectra, as `dft_cols` leaves them).
+    pub spectrum: &'a L::Buf<R>,
+    /// The divergence weights β of the slot (n_h).
+    pub beta: &'a L::Buf<R>,
+}
+
+/// k (n × v) = Σ_j W_j ∗ h_j(u) and div (n) = Σ_j β_j Σ_x h'_j(u_x) of fields u, fused
+/// (field.cu; no feature mixing: the convolution's channels are the feature rows).
+pub(crate) fn field_stage<L: Launcher, R: Elem>(
+    dev: &L,
+    s: FieldStage<'_, L, R>,
+    u: &L::Buf<R>,
+    k: &mut L::Buf<R>,
+    div: &mut L::Buf<f64>,
+    l: usize,
+    d: FeatureDims,
+) -> Result<()> {
+    let rows = match d.kind {
+        0 => d.n_omega,
+        _ => 2 * d.n_omega + 1,
+    } + d.linear as usize;
+    if l * l != d.v || l > field_lmax::<R>() || d.n_h == 0 || rows != d.n_h {
+        return Err(Error::new(
+            Status::Internal,
+            format!(
+                "field stage: l = {l}, v = {}, n_h = {} ({rows} rows; l at most {})",
+                d.v,
+                d.n_h,
+                field_lmax::<R>()
+            ),
+        ));
+    }
+    need::<L, _>("u", u, d.n * d.v)?;
+    need::<L, _>("k", k, d.n * d.v)?;
+    need::<L, _>("div", div, d.n)?;
+    need::<L, _>("tw", s.tw, 2 * l)?;
+    need::<L, _>("omega", s.omega, d.n_omega)?;
+    need::<L, _>("spectrum", s.spectrum, spectrum_len(d.n_h, l))?;
+    need::<L, _>("beta", s.beta, d.n_h)?;
+    let a = FieldStageArgs {
+        u: ptr(dev, u),
+        omega: ptr(dev, s.omega),
+        spectrum: ptr(dev, s.spectrum),
+        beta: ptr(dev, s.beta),
+        tw: ptr(dev, s.tw),
+        k: ptr_mut(dev, k),
+        div: ptr_mut(dev, div),
+        n: u32_of("n", d.n)?,
+        l: u32_of("l", l)?,
+        n_omega: u32_of("n_omega", d.n_omega)?,
+        n_h: u32_of("n_h", d.n_h)?,
+        kind: d.kind,
+        linear: d.linear as u32,
+    };
+    if d.n == 0 {
+        return Ok(());
+    }
+    launch(dev, 29, Some(R::SUFFIX), u32_of("n", d.n)?, FIELD_THREADS, a)
 }

@@ -58,6 +58,22 @@ pub trait Exec<R: Elem> {
     fn conv_scratch(&self, c: &Self::C, n: usize) -> Result<Self::S>;
     /// conv.cu or spectral.cu: `out = Σ_c W[c] ∗ g[c]` for n fields.
     fn conv(&self, c: &Self::C, w: &Self::K, g: &Self::R, out: &mut Self::R, n: usize, s: &mut Self::S) -> Result<()>;
+    /// Whether `field_stage` fuses stages of the plan `c` (field.cu).
+    fn fuses(&self, c: &Self::C) -> bool;
+    /// field.cu: one stage's features, convolution with `w` and divergence with weights `beta`,
+    /// fused, for flows without feature mixing and plans that `fuses`.
+    #[allow(clippy::too_many_arguments)]
+    fn field_stage(
+        &self,
+        c: &Self::C,
+        w: &Self::K,
+        omega: &Self::R,
+        beta: &Self::R,
+        u: &Self::R,
+        k: &mut Self::R,
+        div: &mut Self::D,
+        d: FeatureDims,
+    ) -> Result<()>;
     /// density.cu divergence.
     fn divergence(&self, hp: &Self::R, beta: &Self::R, div: &mut Self::D, n: usize, v: usize, n_h: usize)
         -> Result<()>;
@@ -123,6 +139,22 @@ impl<R: Elem, L: Launcher> Exec<R> for L {
     }
     fn conv(&self, c: &Self::C, w: &Self::K, g: &Self::R, out: &mut Self::R, n: usize, s: &mut Self::S) -> Result<()> {
         c.forward(self, w, g, out, n, s)
+    }
+    fn fuses(&self, c: &Self::C) -> bool {
+        c.fuses()
+    }
+    fn field_stage(
+        &self,
+        c: &Self::C,
+        w: &Self::K,
+        omega: &Self::R,
+        beta: &Self::R,
+        u: &Self::R,
+        k: &mut Self::R,
+        div: &mut Self::D,
+        d: FeatureDims,
+    ) -> Result<()> {
+        launch::field_stage(self, c.field_stage(w, omega, beta)?, u, k, div, c.side(), d)
     }
     fn divergence(
         &self,
@@ -215,6 +247,23 @@ impl<R: Elem> Exec<R> for CpuTwins {
         out[..n * v].copy_from_slice(&twin::conv(&w[..n_c * v], &g[..n * n_c * v], l, n_c));
         Ok(())
     }
+    /// The twins compose the unfused sequence.
+    fn fuses(&self, _c: &Self::C) -> bool {
+        false
+    }
+    fn field_stage(
+        &self,
+        _c: &Self::C,
+        _w: &Self::K,
+        _omega: &Self::R,
+        _beta: &Self::R,
+        _u: &Self::R,
+        _k: &mut Self::R,
+        _div: &mut Self::D,
+        _d: FeatureDims,
+    ) -> Result<()> {
+        Err(Error::new(crate::error::Status::Internal, "CPU twins: no fused stage"))
+    }
     fn divergence(
         &self,
         hp: &Self::R,
@@ -269,6 +318,9 @@ pub struct Pipeline<R: Elem, E: Exec<R>> {
     beta: Vec<E::R>,
     /// Fields per chunk.
     chunk: usize,
+    /// Whether each stage's field is one fused launch (field.cu), and whether it can be.
+    fused: bool,
+    fusable: bool,
 }
 
 /// Per-chunk results on the executor's side, downloaded at the end.
@@ -295,6 +347,7 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
         }
         let (arch, layout, params) = (&flow.config.arch, &flow.layout, flow.params());
         let fmix = mixing::<R>(layout, params);
+        let fmix_none = fmix.is_none();
         let omega: Vec<R> = params[layout.omega.clone()].iter().map(|&w| R::of(w)).collect();
         let (mut wt, mut beta) = (Vec::new(), Vec::new());
         let conv = exec.conv_plan(path, flow.lattice.size(), layout.n_c)?;
@@ -322,6 +375,8 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
                 Some(f) => Some(exec.upload(&f)?),
                 None => None,
             },
+            fused: fmix_none && exec.fuses(&conv),
+            fusable: exec.fuses(&conv),
             conv,
             wt,
             beta,
@@ -331,12 +386,33 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
     }
 
     fn with_default_chunk(mut self) -> Self {
-        // the feature banks, the stage buffers, and the spectral path's scratch (2 n_c + 1
-        // half spectra of about V + 2L numbers each; counted whatever the path)
-        let (v, l, n_c) = (self.dims.v, self.l, self.n_c);
-        let per = (v * (2 * self.dims.n_h + n_c + 8) + (2 * n_c + 1) * (v + 2 * l)) * std::mem::size_of::<R>();
-        self.chunk = ((256usize << 20) / per.max(1)).clamp(1, 1 << 16);
+        self.chunk = self.default_chunk();
         self
+    }
+
+    fn default_chunk(&self) -> usize {
+        // the feature banks, the stage buffers, and the spectral path's scratch (2 n_c + 1
+        // half spectra of about V + 2L numbers each; counted whatever the path); fused
+        // stages: the stage buffers alone
+        let (v, l, n_c) = (self.dims.v, self.l, self.n_c);
+        let per = if self.fused {
+            v * 8 * std::mem::size_of::<R>()
+        } else {
+            (v * (2 * self.dims.n_h + n_c + 8) + (2 * n_c + 1) * (v + 2 * l)) * std::mem::size_of::<R>()
+        };
+        ((256usize << 20) / per.max(1)).clamp(1, 1 << 16)
+    }
+
+    /// Fuses each stage's field into one launch (field.cu) where the executor and the flow
+    /// allow it (the default), or not.
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on && self.fmix.is_none() && self.fusable;
+        self.chunk = self.default_chunk();
+    }
+
+    /// Whether stages are fused.
+    pub fn fused(&self) -> bool {
+        self.fused
     }
 
     /// Sets the fields per chunk (≥ 1).
@@ -359,10 +435,12 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
         let mut log_r = exec.zeros_d(n)?;
         exec.log_prior(&z, &mut log_r, n, v)?;
         let mut neg_div = exec.zeros_d(n)?;
-        let (mut h, mut hp) = (exec.zeros(n * n_h * v)?, exec.zeros(n * n_h * v)?);
+        // the feature banks and the convolution's work buffers (none when stages are fused)
+        let m = if self.fused { 0 } else { n };
+        let (mut h, mut hp) = (exec.zeros(m * n_h * v)?, exec.zeros(m * n_h * v)?);
         let mut g = if self.fmix.is_some() { Some(exec.zeros(n * n_c * v)?) } else { None };
         let mut u = exec.zeros(n * v)?;
-        let mut scratch = exec.conv_scratch(&self.conv, n)?;
+        let mut scratch = exec.conv_scratch(&self.conv, m)?;
         let mut k = [exec.zeros(n * v)?, exec.zeros(n * v)?, exec.zeros(n * v)?, exec.zeros(n * v)?];
         let mut dv = [exec.zeros_d(n)?, exec.zeros_d(n)?, exec.zeros_d(n)?, exec.zeros_d(n)?];
         // the step and stage coefficients in R, as ode::stages_upto rounds them
@@ -378,6 +456,11 @@ impl<R: Elem, E: Exec<R>> Pipeline<R, E> {
                     exec.rk4_point(&z, &prev[i - 1], &mut u, coef[i], n * v)?;
                 }
                 let point = if i == 0 { &z } else { &u };
+                if self.fused {
+                    let (w, b) = (&self.wt[slots[i]], &self.beta[slots[i]]);
+                    exec.field_stage(&self.conv, w, &self.omega, b, point, &mut k[i], &mut dv[i], d)?;
+                    continue;
+                }
                 exec.features(point, &self.omega, &mut h, &mut hp, d)?;
                 let feats = match (&self.fmix, g.as_mut()) {
                     (Some(f), Some(g)) => {
@@ -488,6 +571,24 @@ impl CudaFlow {
         match &mut self.field {
             Field::F32(p) => p.set_chunk_fields(n),
             Field::F64(p) => p.set_chunk_fields(n),
+        }
+    }
+
+    /// Fuses each stage's features, convolution and divergence into one launch (field.cu; on by
+    /// default where possible: spectral path, no feature mixing, L ≤ 64 in f32 or 44 in f64),
+    /// or not (the unfused kernels, for comparison). Resets the chunk size to its default.
+    pub fn set_fused(&mut self, on: bool) {
+        match &mut self.field {
+            Field::F32(p) => p.set_fused(on),
+            Field::F64(p) => p.set_fused(on),
+        }
+    }
+
+    /// Whether stages are fused.
+    pub fn fused(&self) -> bool {
+        match &self.field {
+            Field::F32(p) => p.fused(),
+            Field::F64(p) => p.fused(),
         }
     }
 

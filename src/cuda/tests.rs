@@ -543,13 +543,68 @@ mod checks {
     }
 
     /// The sampler's kernel sequence (Pipeline, in chunks) against the CPU flow.
+    /// field.cu against the unfused sequence's twins (features, convolution, divergence) in
+    /// f64, for odd and even sides up to the largest it fuses, every feature kind.
+    pub fn field_stage<L: Launcher>(d: &L) {
+        fn run<L: Launcher, R: Elem>(d: &L) {
+            let r = |n: usize, seed: u64, s: f64| -> Vec<R> { noise(n, seed, s).iter().map(|&x| R::of(x)).collect() };
+            let lmax = launch::field_lmax::<R>();
+            for (l, n, n_omega, kind, linear) in [
+                (2, 3, 3, FeatureKind::Odd, false),
+                (3, 2, 4, FeatureKind::Odd, false),
+                (6, 3, 3, FeatureKind::NonOdd, true),
+                (8, 2, 5, FeatureKind::Odd, true),
+                (13, 2, 2, FeatureKind::NonOdd, false),
+                (32, 2, 6, FeatureKind::Odd, false),
+                (lmax, 1, 2, FeatureKind::Odd, true),
+            ] {
+                let v = l * l;
+                let n_h = if kind == FeatureKind::Odd { n_omega } else { 2 * n_omega + 1 } + linear as usize;
+                let (u, omega, w, beta) = (r(n * v, 1, 1.0), r(n_omega, 2, 1.0), r(n_h * v, 4, 0.2), r(n_h, 5, 0.5));
+                let (th, tp) = twin::features(&to64(&u), &to64(&omega), kind, linear, v);
+                let want_k = twin::conv(&to64(&w), &th, l, n_h);
+                let want_div = twin::divergence(&tp, &to64(&beta), v);
+                let conv = Conv::<L, R>::new(d, ConvPath::Spectral, l, n_h).unwrap();
+                let p = conv.prepare(d, up(d, &w)).unwrap();
+                let (dom, dbeta) = (up(d, &omega), up(d, &beta));
+                let (mut k, mut div) = (poisoned::<L, R>(d, n * v), poisoned::<L, f64>(d, n));
+                let dims = FeatureDims { n, v, n_omega, n_h, kind: (kind == FeatureKind::NonOdd) as u32, linear };
+                let s = conv.field_stage(&p, &dom, &dbeta).unwrap();
+                launch::field_stage(d, s, &up(d, &u), &mut k, &mut div, l, dims).unwrap();
+                let what = |x: &str| format!("field stage {x} (L = {l}, {kind:?}, linear {linear}, {})", R::SUFFIX);
+                assert_close(&what("k"), &to64(&down(d, &k)), &want_k, tol::<R>());
+                assert_close(&what("div"), &down(d, &div), &want_div, tol::<R>());
+            }
+            // refused: a side it does not fuse, rows that do not match the kind
+            let l = lmax + 1;
+            let conv = Conv::<L, R>::new(d, ConvPath::Spectral, l, 1).unwrap();
+            let p = conv.prepare(d, up(d, &r(l * l, 4, 0.2))).unwrap();
+            let (dom, dbeta, du) = (up(d, &r(1, 2, 1.0)), up(d, &r(1, 5, 1.0)), up(d, &r(l * l, 1, 1.0)));
+            let (mut k, mut div) = (poisoned::<L, R>(d, l * l), poisoned::<L, f64>(d, 1));
+            let dims = FeatureDims { n: 1, v: l * l, n_omega: 1, n_h: 1, kind: 0, linear: false };
+            let s = conv.field_stage(&p, &dom, &dbeta).unwrap();
+            assert!(launch::field_stage(d, s, &du, &mut k, &mut div, l, dims).is_err());
+            let s = conv.field_stage(&p, &dom, &dbeta).unwrap();
+            let bad = FeatureDims { v: 36, n_h: 2, ..dims };
+            assert!(launch::field_stage(d, s, &du, &mut k, &mut div, 6, bad).is_err());
+            let direct = Conv::<L, R>::new(d, ConvPath::Direct, 6, 1).unwrap();
+            let p = direct.prepare(d, up(d, &r(36, 4, 0.2))).unwrap();
+            assert!(direct.field_stage(&p, &dom, &dbeta).is_err());
+        }
+        run::<L, f32>(d);
+        run::<L, f64>(d);
+    }
+
     pub fn pipeline<L: Launcher>(d: &L) {
         fn run<L: Launcher, R: Elem>(d: &L, flow: &Flow, want: &Samples, t: f64, what: &str) {
-            for path in [ConvPath::Direct, ConvPath::Spectral] {
+            // the spectral path with and without fused stages (fused where there is no mixing)
+            for (path, fused) in [(ConvPath::Direct, false), (ConvPath::Spectral, false), (ConvPath::Spectral, true)] {
                 let mut p = sampler::Pipeline::<R, L>::with_path(flow, d, path).unwrap();
+                p.set_fused(fused);
+                assert_eq!(p.fused(), fused && flow.config.arch.feature_mixing.is_none(), "{what}");
                 p.set_chunk_fields(8); // 33 fields: four chunks of 8 and one of 1
                 let got = p.sample(d, flow.config.seed, Stream::Sample, 40, 33).unwrap();
-                assert_samples(&format!("{what} {path:?}"), &got, want, t);
+                assert_samples(&format!("{what} {path:?} fused {fused}"), &got, want, t);
             }
         }
         for (name, arch, l) in sampler_cases() {
@@ -597,6 +652,18 @@ fn gpu_rk4_matches_cpu() {
 }
 
 #[test]
+fn gpu_field_stage_matches_cpu() {
+    let Some(d) = gpu() else { return };
+    checks::field_stage(&*d);
+}
+
+#[test]
+fn gpu_kernel_sequence_reproduces_the_cpu_flow() {
+    let Some(d) = gpu() else { return };
+    checks::pipeline(&*d);
+}
+
+#[test]
 fn gpu_metropolis_matches_cpu() {
     let Some(d) = gpu() else { return };
     checks::metropolis(&*d);
@@ -637,6 +704,7 @@ fn emulated_kernels_match_their_twins() {
     checks::rk4(e);
     checks::metropolis(e);
     checks::spectral(e);
+    checks::field_stage(e);
 }
 
 #[test]
@@ -728,9 +796,15 @@ fn nvrtc_fallback_compiles_the_embedded_sources() {
         eprintln!("skipped: no NVRTC (libnvrtc not on the library path)");
         return;
     };
+    // what the run-time fallback would compile for the oldest device (CUDA 13's NVRTC rejects
+    // compute_70: compute_75 there)
+    let arch = device::nvrtc_arch(70, major);
+    assert_eq!(arch, if major >= 13 { "compute_75" } else { "compute_70" });
+    assert_eq!(device::nvrtc_arch(90, major), "compute_90");
+    assert_eq!(device::nvrtc_arch(86, 12), "compute_86");
     for s in &SOURCES {
         let opts = cudarc::nvrtc::CompileOptions {
-            arch: Some("compute_70"),
+            arch: Some(arch),
             options: vec!["--std=c++17".into()],
             name: Some(format!("{}.cu", s.name)),
             ..Default::default()
