@@ -10,7 +10,7 @@
 //!
 //! cargo bench --bench cuda_sampling -- [--sizes 6,8,12] [--n 256] [--train-sizes 6,12]
 //!     [--batch 100] [--threads 0] [--gpu-sizes 32,64] [--gpu-batches 256,4096]
-//!     [--gpu-seconds 20]
+//!     [--gpu-seconds 20] [--gpu-paths direct,spectral,fused]
 
 use eqflow::cuda::{ConvPath, CudaFlow, CudaTrainer, Device};
 use eqflow::flow::{Architecture, Flow, FlowConfig, Precision};
@@ -49,7 +49,8 @@ fn main() {
     let gpu_batches: Vec<usize> =
         arg(&args, "--gpu-batches", "256,4096").split(',').map(|s| s.parse().expect("--gpu-batches")).collect();
     let budget: f64 = arg(&args, "--gpu-seconds", "20").parse().expect("--gpu-seconds");
-    throughput(&device, &gpu_sizes, &gpu_batches, budget);
+    let paths: Vec<String> = arg(&args, "--gpu-paths", "direct,spectral,fused").split(',').map(String::from).collect();
+    throughput(&device, &gpu_sizes, &gpu_batches, budget, &paths);
 }
 
 /// Multiply-adds of the convolutions of one field through the flow (4 N_t stages), and of
@@ -65,7 +66,7 @@ fn conv_macs(flow: &Flow, path: ConvPath, training: bool) -> f64 {
     }
 }
 
-fn throughput(device: &std::sync::Arc<Device>, sizes: &[usize], batches: &[usize], budget: f64) {
+fn throughput(device: &std::sync::Arc<Device>, sizes: &[usize], batches: &[usize], budget: f64, paths: &[String]) {
     const PEAK: f64 = 60e12; // H200 fp32 FLOP/s without tensor cores
     println!();
     println!("device only, f32, default architecture; floor = the convolutions' 2 x multiply-adds / 60 TFLOP/s");
@@ -75,10 +76,13 @@ fn throughput(device: &std::sync::Arc<Device>, sizes: &[usize], batches: &[usize
         // the spectral path's stages unfused (five launches of transforms and products, the
         // features written to and read back from memory) and fused (field.cu, one launch)
         for (path, fused) in [(ConvPath::Direct, false), (ConvPath::Spectral, false), (ConvPath::Spectral, true)] {
+            let name = if fused { "Fused".to_string() } else { format!("{path:?}") };
+            if !paths.iter().any(|p| p.eq_ignore_ascii_case(&name)) {
+                continue;
+            }
             for &batch in batches {
                 let mut flow = random_flow(l, Precision::F32, 1);
                 flow.config.train.batch_size = batch;
-                let name = if fused { "Fused".to_string() } else { format!("{path:?}") };
                 let floor = 2.0 * conv_macs(&flow, path, false) * batch as f64 / PEAK;
                 // skip what would take far longer than the budget (at 1/4 of the peak)
                 if 4.0 * floor > budget {

@@ -301,7 +301,7 @@ typedef struct eqflow_spectral_args {
 
 /* field.cu: one RK4 stage's vector field of n fields, fused (features, the spectral
  * convolution, the divergence) with one block of FIELD_THREADS threads per field, for
- * architectures without feature mixing (n_c = n_h) and l <= FIELD_LMAX_F32 (f32) or
+ * architectures without feature mixing (n_c = n_h) and l even, l <= FIELD_LMAX_F32 (f32) or
  * FIELD_LMAX_F64 (f64): k = sum_j W_j * h_j(u), div = sum_j beta_j sum_x h'_j(u_x). */
 #define FIELD_THREADS 256
 #define FIELD_LMAX_F32 64

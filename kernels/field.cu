@@ -6,7 +6,10 @@
 // the feature banks (n_h x V per field) that the unfused sequence writes and reads back never
 // exist. A channel at a time lives in shared memory (its values, then its row transforms); the
 // products summed over channels stay in registers, each thread owning fixed frequencies.
-// Architectures without feature mixing (n_c = n_h); l <= FIELD_LMAX_F32 / FIELD_LMAX_F64.
+// Each transform pairs its outputs k and k + l/2 (columns) or k and l/2 - k (rows, half
+// spectra), which share their terms up to the sign of the odd ones: half the sums of a plain
+// DFT. Architectures without feature mixing (n_c = n_h); l even, at most FIELD_LMAX_F32 /
+// FIELD_LMAX_F64.
 // Twin: features + conv + divergence of src/cuda/twin.rs (the unfused sequence).
 #include "eqflow_kernel_args.h"
 
@@ -42,25 +45,30 @@ __device__ __forceinline__ void feature_row(unsigned int j, R u, const R *omega,
 template <typename R, unsigned int LMAX>
 __device__ void field_stage(const eqflow_field_stage_args &a) {
     const unsigned int HMAX = LMAX / 2 + 1;
-    const unsigned int ACC = (LMAX * HMAX + FIELD_THREADS - 1) / FIELD_THREADS;
-    __shared__ R hs[LMAX * LMAX];          // channel j at every site
+    // the column passes' pairs (k0, k0 + l/2) of frequencies that each thread owns
+    const unsigned int ACC = ((LMAX / 2) * HMAX + FIELD_THREADS - 1) / FIELD_THREADS;
+    __shared__ R hs[LMAX * LMAX];                         // channel j at every site
     __shared__ R rs_re[LMAX * HMAX], rs_im[LMAX * HMAX];  // its row transforms (x0, k1)
-    __shared__ R cs[LMAX], sn[LMAX];       // cos, sin(2 pi e / l)
+    __shared__ R cs[LMAX], sn[LMAX];                      // cos, sin(2 pi e / l)
     __shared__ double part[FIELD_THREADS];
-    unsigned int l = a.l, h = l / 2 + 1, v = l * l, nk = l * h;
+    unsigned int l = a.l, h = l / 2 + 1, v = l * l, hl = l / 2;
+    unsigned int np = hl * h;       // column pairs
+    unsigned int hq = (h + 1) / 2;  // row pairs (k1, l/2 - k1) per row, k1 < hq
+    unsigned int nr = l * hq;
     unsigned int tid = threadIdx.x, nt = blockDim.x;
     unsigned long long b = blockIdx.x;
-    // uniform over the block (the launch code guarantees neither)
-    if (b >= a.n || l > LMAX || nt != FIELD_THREADS) return;
+    // uniform over the block (the launch code guarantees all of it)
+    if (b >= a.n || l > LMAX || (l & 1u) || nt != FIELD_THREADS) return;
     const R *u = (const R *)a.u + b * v;
     const R *omega = (const R *)a.omega, *spec = (const R *)a.spectrum, *beta = (const R *)a.beta;
     for (unsigned int i = tid; i < l; i += nt) {
         cs[i] = ((const R *)a.tw)[2 * i];
         sn[i] = ((const R *)a.tw)[2 * i + 1];
     }
-    R acc_re[ACC], acc_im[ACC];
+    // the products summed over channels at (k0, k1) and (k0 + l/2, k1)
+    R a0r[ACC], a0i[ACC], a1r[ACC], a1i[ACC];
 #pragma unroll
-    for (unsigned int i = 0; i < ACC; ++i) acc_re[i] = acc_im[i] = (R)0;
+    for (unsigned int i = 0; i < ACC; ++i) a0r[i] = a0i[i] = a1r[i] = a1i[i] = (R)0;
     double dsum = 0.0;
     for (unsigned int j = 0; j < a.n_h; ++j) {
         __syncthreads();  // the previous channel's reads of hs and rs are done
@@ -73,39 +81,66 @@ __device__ void field_stage(const eqflow_field_stage_args &a) {
         }
         dsum += (double)beta[j] * (double)dj;
         __syncthreads();
-        // rows: rs[x0][k1] = sum_x1 hs[x0][x1] e^{-2 pi i k1 x1 / l}
-        for (unsigned int t = tid; t < nk; t += nt) {
-            unsigned int x0 = t / h, k1 = t % h, e = 0;
+        // rows: rs[x0][k] = sum_x1 hs[x0][x1] e^{-2 pi i k x1 / l} for k = k1 and l/2 - k1 at
+        // once, from the sums over even and odd x1 (e^{-2 pi i (l/2) x1 / l} = (-1)^x1)
+        for (unsigned int t = tid; t < nr; t += nt) {
+            unsigned int x0 = t / hq, k1 = t % hq, e = 0;
             const R *row = hs + x0 * l;
-            R re = (R)0, im = (R)0;
-            for (unsigned int x1 = 0; x1 < l; ++x1) {
-                re += row[x1] * cs[e];
-                im -= row[x1] * sn[e];
-                e += k1;
+            R ce = (R)0, se = (R)0, co = (R)0, so = (R)0;
+            for (unsigned int x1 = 0; x1 < l; x1 += 2) {
+                R xe = row[x1], xo = row[x1 + 1];
+                ce += xe * cs[e];
+                se += xe * sn[e];
+                unsigned int eo = e + k1;
+                if (eo >= l) eo -= l;
+                co += xo * cs[eo];
+                so += xo * sn[eo];
+                e = eo + k1;
                 if (e >= l) e -= l;
             }
-            rs_re[t] = re;
-            rs_im[t] = im;
+            rs_re[x0 * h + k1] = ce + co;
+            rs_im[x0 * h + k1] = -(se + so);
+            unsigned int k2 = hl - k1;
+            if (k2 != k1) {
+                rs_re[x0 * h + k2] = ce - co;
+                rs_im[x0 * h + k2] = se - so;
+            }
         }
         __syncthreads();
-        // columns (k0), times W_j's spectrum, summed over j (as eqflow_spectral_mix mode 0)
-        const R *wj = spec + 2ull * j * nk;
+        // columns at k0 and k0 + l/2 (even and odd x0 again), times W_j's spectrum, summed
+        // over j (as eqflow_spectral_mix mode 0)
+        const R *wj = spec + 2ull * j * l * h;
 #pragma unroll
         for (unsigned int i = 0; i < ACC; ++i) {
-            unsigned int t = tid + i * FIELD_THREADS;
-            if (t < nk) {
-                unsigned int k0 = t / h, k1 = t % h, e = 0;
-                R re = (R)0, im = (R)0;
-                for (unsigned int x0 = 0; x0 < l; ++x0) {
+            unsigned int p = tid + i * FIELD_THREADS;
+            if (p < np) {
+                unsigned int k0 = p / h, k1 = p % h, e = 0;
+                R er = (R)0, ei = (R)0, o_r = (R)0, o_i = (R)0;
+                for (unsigned int x0 = 0; x0 < l; x0 += 2) {
                     R xr = rs_re[x0 * h + k1], xi = rs_im[x0 * h + k1], c = cs[e], s = sn[e];
-                    re += xr * c + xi * s;
-                    im += xi * c - xr * s;
-                    e += k0;
+                    er += xr * c + xi * s;
+                    ei += xi * c - xr * s;
+                    unsigned int eo = e + k0;
+                    if (eo >= l) eo -= l;
+                    xr = rs_re[(x0 + 1) * h + k1];
+                    xi = rs_im[(x0 + 1) * h + k1];
+                    c = cs[eo];
+                    s = sn[eo];
+                    o_r += xr * c + xi * s;
+                    o_i += xi * c - xr * s;
+                    e = eo + k0;
                     if (e >= l) e -= l;
                 }
-                R wr = wj[2 * t], wi = wj[2 * t + 1];
-                acc_re[i] += wr * re - wi * im;
-                acc_im[i] += wr * im + wi * re;
+                unsigned int t0 = k0 * h + k1, t1 = (k0 + hl) * h + k1;
+                R xr = er + o_r, xi = ei + o_i, wr = wj[2 * t0], wi = wj[2 * t0 + 1];
+                a0r[i] += wr * xr - wi * xi;
+                a0i[i] += wr * xi + wi * xr;
+                xr = er - o_r;
+                xi = ei - o_i;
+                wr = wj[2 * t1];
+                wi = wj[2 * t1 + 1];
+                a1r[i] += wr * xr - wi * xi;
+                a1i[i] += wr * xi + wi * xr;
             }
         }
     }
@@ -117,40 +152,56 @@ __device__ void field_stage(const eqflow_field_stage_args &a) {
         __syncthreads();
     }
     if (tid == 0) ((double *)a.div)[b] = part[0];
-    // inverse columns: y[x0][k1] = sum_k0 acc[k0][k1] e^{+2 pi i k0 x0 / l}
+    // inverse columns: y[x0][k1] = sum_k0 acc[k0][k1] e^{+2 pi i k0 x0 / l}, at x0 and x0 + l/2
 #pragma unroll
     for (unsigned int i = 0; i < ACC; ++i) {
-        unsigned int t = tid + i * FIELD_THREADS;
-        if (t < nk) {
-            rs_re[t] = acc_re[i];
-            rs_im[t] = acc_im[i];
+        unsigned int p = tid + i * FIELD_THREADS;
+        if (p < np) {
+            unsigned int k0 = p / h, k1 = p % h;
+            rs_re[k0 * h + k1] = a0r[i];
+            rs_im[k0 * h + k1] = a0i[i];
+            rs_re[(k0 + hl) * h + k1] = a1r[i];
+            rs_im[(k0 + hl) * h + k1] = a1i[i];
         }
     }
     __syncthreads();
 #pragma unroll
     for (unsigned int i = 0; i < ACC; ++i) {
-        unsigned int t = tid + i * FIELD_THREADS;
-        if (t < nk) {
-            unsigned int x0 = t / h, k1 = t % h, e = 0;
-            R re = (R)0, im = (R)0;
-            for (unsigned int k0 = 0; k0 < l; ++k0) {
+        unsigned int p = tid + i * FIELD_THREADS;
+        if (p < np) {
+            unsigned int x0 = p / h, k1 = p % h, e = 0;
+            R er = (R)0, ei = (R)0, o_r = (R)0, o_i = (R)0;
+            for (unsigned int k0 = 0; k0 < l; k0 += 2) {
                 R xr = rs_re[k0 * h + k1], xi = rs_im[k0 * h + k1], c = cs[e], s = sn[e];
-                re += xr * c - xi * s;
-                im += xr * s + xi * c;
-                e += x0;
+                er += xr * c - xi * s;
+                ei += xr * s + xi * c;
+                unsigned int eo = e + x0;
+                if (eo >= l) eo -= l;
+                xr = rs_re[(k0 + 1) * h + k1];
+                xi = rs_im[(k0 + 1) * h + k1];
+                c = cs[eo];
+                s = sn[eo];
+                o_r += xr * c - xi * s;
+                o_i += xr * s + xi * c;
+                e = eo + x0;
                 if (e >= l) e -= l;
             }
-            acc_re[i] = re;
-            acc_im[i] = im;
+            a0r[i] = er + o_r;
+            a0i[i] = ei + o_i;
+            a1r[i] = er - o_r;
+            a1i[i] = ei - o_i;
         }
     }
     __syncthreads();
 #pragma unroll
     for (unsigned int i = 0; i < ACC; ++i) {
-        unsigned int t = tid + i * FIELD_THREADS;
-        if (t < nk) {
-            rs_re[t] = acc_re[i];
-            rs_im[t] = acc_im[i];
+        unsigned int p = tid + i * FIELD_THREADS;
+        if (p < np) {
+            unsigned int x0 = p / h, k1 = p % h;
+            rs_re[x0 * h + k1] = a0r[i];
+            rs_im[x0 * h + k1] = a0i[i];
+            rs_re[(x0 + hl) * h + k1] = a1r[i];
+            rs_im[(x0 + hl) * h + k1] = a1i[i];
         }
     }
     __syncthreads();

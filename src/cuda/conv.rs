@@ -130,9 +130,10 @@ impl<L: Launcher, R: Elem> Conv<L, R> {
     }
 
     /// Whether field.cu can fuse a stage of this convolution with its features (the spectral
-    /// path, l at most `field_lmax`), unless `EQFLOW_CUDA_FUSED=0`.
+    /// path, l even and at most `field_lmax`), unless `EQFLOW_CUDA_FUSED=0`.
     pub(crate) fn fuses(&self) -> bool {
         self.path == ConvPath::Spectral
+            && self.l % 2 == 0
             && self.l <= launch::field_lmax::<R>()
             && std::env::var("EQFLOW_CUDA_FUSED").as_deref() != Ok("0")
     }

@@ -987,7 +987,7 @@ pub(crate) struct FieldStage<'a, L: Launcher, R: Elem> {
 }
 
 /// k (n × v) = Σ_j W_j ∗ h_j(u) and div (n) = Σ_j β_j Σ_x h'_j(u_x) of fields u, fused
-/// (field.cu; no feature mixing: the convolution's channels are the feature rows).
+/// (field.cu; no feature mixing: the convolution's channels are the feature rows; l even).
 pub(crate) fn field_stage<L: Launcher, R: Elem>(
     dev: &L,
     s: FieldStage<'_, L, R>,
@@ -1001,7 +1001,7 @@ pub(crate) fn field_stage<L: Launcher, R: Elem>(
         0 => d.n_omega,
         _ => 2 * d.n_omega + 1,
     } + d.linear as usize;
-    if l * l != d.v || l > field_lmax::<R>() || d.n_h == 0 || rows != d.n_h {
+    if l * l != d.v || l % 2 != 0 || l > field_lmax::<R>() || d.n_h == 0 || rows != d.n_h {
         return Err(Error::new(
             Status::Internal,
             format!(

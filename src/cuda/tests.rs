@@ -551,10 +551,10 @@ mod checks {
             let lmax = launch::field_lmax::<R>();
             for (l, n, n_omega, kind, linear) in [
                 (2, 3, 3, FeatureKind::Odd, false),
-                (3, 2, 4, FeatureKind::Odd, false),
+                (4, 2, 4, FeatureKind::Odd, false),
                 (6, 3, 3, FeatureKind::NonOdd, true),
                 (8, 2, 5, FeatureKind::Odd, true),
-                (13, 2, 2, FeatureKind::NonOdd, false),
+                (14, 2, 2, FeatureKind::NonOdd, false),
                 (32, 2, 6, FeatureKind::Odd, false),
                 (lmax, 1, 2, FeatureKind::Odd, true),
             ] {
@@ -575,17 +575,28 @@ mod checks {
                 assert_close(&what("k"), &to64(&down(d, &k)), &want_k, tol::<R>());
                 assert_close(&what("div"), &down(d, &div), &want_div, tol::<R>());
             }
-            // refused: a side it does not fuse, rows that do not match the kind
-            let l = lmax + 1;
+            // refused: sides it does not fuse (odd, too large), rows that do not match the kind
+            let (dom, dbeta) = (up(d, &r(1, 2, 1.0)), up(d, &r(1, 5, 1.0)));
+            for l in [5, lmax + 1, lmax + 2] {
+                let conv = Conv::<L, R>::new(d, ConvPath::Spectral, l, 1).unwrap();
+                assert!(!conv.fuses());
+                let p = conv.prepare(d, up(d, &r(l * l, 4, 0.2))).unwrap();
+                let du = up(d, &r(l * l, 1, 1.0));
+                let (mut k, mut div) = (poisoned::<L, R>(d, l * l), poisoned::<L, f64>(d, 1));
+                let dims = FeatureDims { n: 1, v: l * l, n_omega: 1, n_h: 1, kind: 0, linear: false };
+                let s = conv.field_stage(&p, &dom, &dbeta).unwrap();
+                assert!(launch::field_stage(d, s, &du, &mut k, &mut div, l, dims).is_err(), "L = {l}");
+            }
+            let l = 6;
             let conv = Conv::<L, R>::new(d, ConvPath::Spectral, l, 1).unwrap();
             let p = conv.prepare(d, up(d, &r(l * l, 4, 0.2))).unwrap();
-            let (dom, dbeta, du) = (up(d, &r(1, 2, 1.0)), up(d, &r(1, 5, 1.0)), up(d, &r(l * l, 1, 1.0)));
+            let du = up(d, &r(l * l, 1, 1.0));
             let (mut k, mut div) = (poisoned::<L, R>(d, l * l), poisoned::<L, f64>(d, 1));
             let dims = FeatureDims { n: 1, v: l * l, n_omega: 1, n_h: 1, kind: 0, linear: false };
             let s = conv.field_stage(&p, &dom, &dbeta).unwrap();
-            assert!(launch::field_stage(d, s, &du, &mut k, &mut div, l, dims).is_err());
+            launch::field_stage(d, s, &du, &mut k, &mut div, 6, dims).unwrap();
             let s = conv.field_stage(&p, &dom, &dbeta).unwrap();
-            let bad = FeatureDims { v: 36, n_h: 2, ..dims };
+            let bad = FeatureDims { n_h: 2, ..dims };
             assert!(launch::field_stage(d, s, &du, &mut k, &mut div, 6, bad).is_err());
             let direct = Conv::<L, R>::new(d, ConvPath::Direct, 6, 1).unwrap();
             let p = direct.prepare(d, up(d, &r(36, 4, 0.2))).unwrap();
