@@ -300,12 +300,17 @@ typedef struct eqflow_spectral_args {
 } eqflow_spectral_args;
 
 /* field.cu: one RK4 stage's vector field of n fields, fused (features, the spectral
- * convolution, the divergence) with one block of FIELD_THREADS threads per field, for
- * architectures without feature mixing (n_c = n_h) and l even, l <= FIELD_LMAX_F32 (f32) or
- * FIELD_LMAX_F64 (f64): k = sum_j W_j * h_j(u), div = sum_j beta_j sum_x h'_j(u_x). */
-#define FIELD_THREADS 256
+ * convolution, the divergence) with one block per field, for architectures without feature
+ * mixing (n_c = n_h) and l even, l <= FIELD_LMAX_F32 (f32) or FIELD_LMAX_F64 (f64); the
+ * _small entry points take l <= FIELD_SMALL_LMAX (less shared memory: more blocks per SM).
+ * k = sum_j W_j * h_j(u), div = sum_j beta_j sum_x h'_j(u_x). Threads per block: a multiple
+ * of 32, at most FIELD_MAX_THREADS, enough for every row pair of a channel in one round (two
+ * where they exceed FIELD_MAX_THREADS; src/cuda/launch.rs field_threads). */
+#define FIELD_MAX_THREADS 1024
+#define FIELD_SMALL_MAX_THREADS 512
 #define FIELD_LMAX_F32 64
 #define FIELD_LMAX_F64 44
+#define FIELD_SMALL_LMAX 32
 typedef struct eqflow_field_stage_args {
     unsigned long long u;        /* R[n * v] */
     unsigned long long omega;    /* R[n_omega] */

@@ -1,4 +1,4 @@
-// One RK4 stage's vector field, fused: for each field (one block of FIELD_THREADS threads)
+// One RK4 stage's vector field, fused: for each field (one block of threads)
 // the features h_j(u) of features.cu, the convolution k = sum_j W_j * h_j by the spectral
 // path of spectral.cu (the kernel's prepared spectrum times each channel's transform, summed
 // over channels in Fourier space, one inverse transform) and the divergence
@@ -42,15 +42,16 @@ __device__ __forceinline__ void feature_row(unsigned int j, R u, const R *omega,
     }
 }
 
-template <typename R, unsigned int LMAX>
+// LMAX: the largest side; MAXT: the most threads per block; ACC: the most column pairs
+// (k0, k0 + l/2) of frequencies a thread owns (the launch code sizes blocks so that every
+// pair has an owner: l/2 (l/2 + 1) <= ACC blockDim.x).
+template <typename R, unsigned int LMAX, unsigned int MAXT, unsigned int ACC>
 __device__ void field_stage(const eqflow_field_stage_args &a) {
     const unsigned int HMAX = LMAX / 2 + 1;
-    // the column passes' pairs (k0, k0 + l/2) of frequencies that each thread owns
-    const unsigned int ACC = ((LMAX / 2) * HMAX + FIELD_THREADS - 1) / FIELD_THREADS;
     __shared__ R hs[LMAX * LMAX];                         // channel j at every site
     __shared__ R rs_re[LMAX * HMAX], rs_im[LMAX * HMAX];  // its row transforms (x0, k1)
     __shared__ R cs[LMAX], sn[LMAX];                      // cos, sin(2 pi e / l)
-    __shared__ double part[FIELD_THREADS];
+    __shared__ double part[MAXT];
     unsigned int l = a.l, h = l / 2 + 1, v = l * l, hl = l / 2;
     unsigned int np = hl * h;       // column pairs
     unsigned int hq = (h + 1) / 2;  // row pairs (k1, l/2 - k1) per row, k1 < hq
@@ -58,7 +59,7 @@ __device__ void field_stage(const eqflow_field_stage_args &a) {
     unsigned int tid = threadIdx.x, nt = blockDim.x;
     unsigned long long b = blockIdx.x;
     // uniform over the block (the launch code guarantees all of it)
-    if (b >= a.n || l > LMAX || (l & 1u) || nt != FIELD_THREADS) return;
+    if (b >= a.n || l > LMAX || (l & 1u) || nt > MAXT || np > ACC * nt) return;
     const R *u = (const R *)a.u + b * v;
     const R *omega = (const R *)a.omega, *spec = (const R *)a.spectrum, *beta = (const R *)a.beta;
     for (unsigned int i = tid; i < l; i += nt) {
@@ -112,7 +113,7 @@ __device__ void field_stage(const eqflow_field_stage_args &a) {
         const R *wj = spec + 2ull * j * l * h;
 #pragma unroll
         for (unsigned int i = 0; i < ACC; ++i) {
-            unsigned int p = tid + i * FIELD_THREADS;
+            unsigned int p = tid + i * nt;
             if (p < np) {
                 unsigned int k0 = p / h, k1 = p % h, e = 0;
                 R er = (R)0, ei = (R)0, o_r = (R)0, o_i = (R)0;
@@ -145,9 +146,14 @@ __device__ void field_stage(const eqflow_field_stage_args &a) {
         }
     }
     // the divergence (the block's partial sums reduced in a fixed order)
+    // (threads past the largest power of two p2 <= nt fold onto the first ones)
     part[tid] = dsum;
     __syncthreads();
-    for (unsigned int w = nt / 2; w > 0; w /= 2) {
+    unsigned int p2 = 1;
+    while (2 * p2 <= nt) p2 *= 2;
+    if (tid >= p2) part[tid - p2] += part[tid];
+    __syncthreads();
+    for (unsigned int w = p2 / 2; w > 0; w /= 2) {
         if (tid < w) part[tid] += part[tid + w];
         __syncthreads();
     }
@@ -155,7 +161,7 @@ __device__ void field_stage(const eqflow_field_stage_args &a) {
     // inverse columns: y[x0][k1] = sum_k0 acc[k0][k1] e^{+2 pi i k0 x0 / l}, at x0 and x0 + l/2
 #pragma unroll
     for (unsigned int i = 0; i < ACC; ++i) {
-        unsigned int p = tid + i * FIELD_THREADS;
+        unsigned int p = tid + i * nt;
         if (p < np) {
             unsigned int k0 = p / h, k1 = p % h;
             rs_re[k0 * h + k1] = a0r[i];
@@ -167,7 +173,7 @@ __device__ void field_stage(const eqflow_field_stage_args &a) {
     __syncthreads();
 #pragma unroll
     for (unsigned int i = 0; i < ACC; ++i) {
-        unsigned int p = tid + i * FIELD_THREADS;
+        unsigned int p = tid + i * nt;
         if (p < np) {
             unsigned int x0 = p / h, k1 = p % h, e = 0;
             R er = (R)0, ei = (R)0, o_r = (R)0, o_i = (R)0;
@@ -195,7 +201,7 @@ __device__ void field_stage(const eqflow_field_stage_args &a) {
     __syncthreads();
 #pragma unroll
     for (unsigned int i = 0; i < ACC; ++i) {
-        unsigned int p = tid + i * FIELD_THREADS;
+        unsigned int p = tid + i * nt;
         if (p < np) {
             unsigned int x0 = p / h, k1 = p % h;
             rs_re[x0 * h + k1] = a0r[i];
@@ -221,5 +227,15 @@ __device__ void field_stage(const eqflow_field_stage_args &a) {
     }
 }
 
-extern "C" __global__ void eqflow_field_stage_f32(eqflow_field_stage_args a) { field_stage<float, FIELD_LMAX_F32>(a); }
-extern "C" __global__ void eqflow_field_stage_f64(eqflow_field_stage_args a) { field_stage<double, FIELD_LMAX_F64>(a); }
+extern "C" __global__ void __launch_bounds__(FIELD_MAX_THREADS) eqflow_field_stage_f32(eqflow_field_stage_args a) {
+    field_stage<float, FIELD_LMAX_F32, FIELD_MAX_THREADS, 2>(a);
+}
+extern "C" __global__ void __launch_bounds__(FIELD_MAX_THREADS) eqflow_field_stage_f64(eqflow_field_stage_args a) {
+    field_stage<double, FIELD_LMAX_F64, FIELD_MAX_THREADS, 2>(a);
+}
+extern "C" __global__ void __launch_bounds__(FIELD_SMALL_MAX_THREADS) eqflow_field_stage_small_f32(eqflow_field_stage_args a) {
+    field_stage<float, FIELD_SMALL_LMAX, FIELD_SMALL_MAX_THREADS, 1>(a);
+}
+extern "C" __global__ void __launch_bounds__(FIELD_SMALL_MAX_THREADS) eqflow_field_stage_small_f64(eqflow_field_stage_args a) {
+    field_stage<double, FIELD_SMALL_LMAX, FIELD_SMALL_MAX_THREADS, 1>(a);
+}

@@ -33,6 +33,7 @@ void eqflow_emu_syncthreads();
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 #define __shared__ static
 #define __syncthreads() eqflow_emu_syncthreads()
 

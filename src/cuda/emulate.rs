@@ -103,10 +103,20 @@ impl Launcher for Emulator {
     }
 }
 
+/// What follows `extern "C" __global__ void [__launch_bounds__(N)]` on a line that declares
+/// an entry point: its name and parameters.
+pub(crate) fn entry_declaration(line: &str) -> Option<&str> {
+    let l = line.trim().strip_prefix("extern \"C\" __global__ void ")?;
+    Some(match l.strip_prefix("__launch_bounds__(") {
+        Some(rest) => rest.split_once(") ")?.1,
+        None => l,
+    })
+}
+
 /// The entry points of one .cu file: (name, argument type).
 fn entries_of(cu: &str) -> Vec<(String, String)> {
     cu.lines()
-        .filter_map(|l| l.trim().strip_prefix("extern \"C\" __global__ void "))
+        .filter_map(entry_declaration)
         .map(|l| {
             let (name, rest) = l.split_once('(').expect("an entry point with parameters");
             let ty = rest.split_whitespace().next().expect("one argument struct");

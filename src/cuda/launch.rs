@@ -14,7 +14,7 @@ const BLOCK: u32 = 256;
 const REDUCE_BLOCK: u32 = 256;
 
 /// (file, entry point, typed): the kernels launched here; typed ones have _f32 and _f64 variants.
-pub(crate) const ENTRIES: [(&str, &str, bool); 30] = [
+pub(crate) const ENTRIES: [(&str, &str, bool); 31] = [
     ("rng", "eqflow_philox_words", false),
     ("rng", "eqflow_prior_normal", true),
     ("rng", "eqflow_uniform", false),
@@ -45,6 +45,7 @@ pub(crate) const ENTRIES: [(&str, &str, bool); 30] = [
     ("spectral", "eqflow_fft_cols", true),
     ("spectral", "eqflow_fft_c2r", true),
     ("field", "eqflow_field_stage", true),
+    ("field", "eqflow_field_stage_small", true),
 ];
 
 /// Plain data the kernels read and write (f32, f64, i32, u32).
@@ -961,8 +962,19 @@ pub(crate) fn spectral_mix<L: Launcher, R: Elem>(
     launch(dev, 25, Some(R::SUFFIX), blocks(spectrum_len(no, l) / 2)?, BLOCK, a)
 }
 
-/// Threads per block of field.cu (`FIELD_THREADS`).
-pub(crate) const FIELD_THREADS: u32 = 256;
+/// Threads per block of field.cu at side l (even): a multiple of 32 at which every row pair
+/// (x0, k1 < ⌈h/2⌉) and every column pair (k0 < l/2, k1) of a channel has a thread in one round,
+/// or in two where that would take more than `FIELD_MAX_THREADS` = 1024 (l > 56); h = l/2 + 1.
+/// (A fixed 256 left half the threads idle in the second round at L = 32: 288 and 272 pairs.)
+pub(crate) fn field_threads(l: usize) -> u32 {
+    let h = l / 2 + 1;
+    let work = (l * h.div_ceil(2)).max(l / 2 * h).max(1);
+    let rounds = work.div_ceil(1024);
+    (work.div_ceil(rounds).div_ceil(32) * 32) as u32
+}
+
+/// The side up to which field.cu's `_small` entry points apply (`FIELD_SMALL_LMAX`).
+pub(crate) const FIELD_SMALL_LMAX: usize = 32;
 
 /// The largest side field.cu fuses in R (`FIELD_LMAX_F32`, `FIELD_LMAX_F64`: its shared
 /// memory holds one channel of an l × l field and its row transforms).
@@ -1037,5 +1049,6 @@ pub(crate) fn field_stage<L: Launcher, R: Elem>(
     if d.n == 0 {
         return Ok(());
     }
-    launch(dev, 29, Some(R::SUFFIX), u32_of("n", d.n)?, FIELD_THREADS, a)
+    let entry = if l <= FIELD_SMALL_LMAX { 30 } else { 29 };
+    launch(dev, entry, Some(R::SUFFIX), u32_of("n", d.n)?, field_threads(l), a)
 }

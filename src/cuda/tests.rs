@@ -133,6 +133,30 @@ fn args_match_header() {
 }
 
 #[test]
+fn field_constants_match_the_header_and_blocks_cover_the_pairs() {
+    let header = device::HEADER;
+    let define = |name: &str| -> usize {
+        let line = header.lines().find(|l| l.starts_with(&format!("#define {name} "))).unwrap();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert_eq!(launch::field_lmax::<f32>(), define("FIELD_LMAX_F32"));
+    assert_eq!(launch::field_lmax::<f64>(), define("FIELD_LMAX_F64"));
+    assert_eq!(launch::FIELD_SMALL_LMAX, define("FIELD_SMALL_LMAX"));
+    for l in (2..=64).step_by(2) {
+        let (h, t) = (l / 2 + 1, launch::field_threads(l) as usize);
+        let max =
+            if l <= launch::FIELD_SMALL_LMAX { define("FIELD_SMALL_MAX_THREADS") } else { define("FIELD_MAX_THREADS") };
+        // the kernel's ACC: one column pair per thread on the small entry points, two otherwise
+        let acc = if l <= launch::FIELD_SMALL_LMAX { 1 } else { 2 };
+        assert!(t % 32 == 0 && t <= max, "L = {l}: {t} threads");
+        assert!(l / 2 * h <= acc * t, "L = {l}: column pairs without a thread");
+        assert!(l * h.div_ceil(2) <= 2 * t, "L = {l}: row pairs in more than two rounds");
+    }
+    assert_eq!(launch::field_threads(32), 288);
+    assert_eq!(launch::field_threads(64), 544);
+}
+
+#[test]
 fn launched_entry_points_are_exactly_the_kernels() {
     // every launch names an entry point of its file's PTX, and every kernel is launched
     let mut launched = Vec::new();
@@ -148,7 +172,7 @@ fn launched_entry_points_are_exactly_the_kernels() {
     let mut kernels: Vec<String> = SOURCES
         .iter()
         .flat_map(|s| s.cu.lines())
-        .filter_map(|l| l.trim().strip_prefix("extern \"C\" __global__ void "))
+        .filter_map(super::emulate::entry_declaration)
         .map(|l| l.split('(').next().unwrap().to_string())
         .collect();
     kernels.sort();
@@ -556,6 +580,8 @@ mod checks {
                 (8, 2, 5, FeatureKind::Odd, true),
                 (14, 2, 2, FeatureKind::NonOdd, false),
                 (32, 2, 6, FeatureKind::Odd, false),
+                (34, 1, 2, FeatureKind::NonOdd, true),
+                (lmax - 2, 1, 2, FeatureKind::Odd, false),
                 (lmax, 1, 2, FeatureKind::Odd, true),
             ] {
                 let v = l * l;
