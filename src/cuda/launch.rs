@@ -282,6 +282,17 @@ pub struct FeatureDims {
     pub linear: bool,
 }
 
+impl FeatureDims {
+    /// The feature rows that `kind` and `linear` make (`n_h` must equal it).
+    fn rows(&self) -> usize {
+        let per_kind = match self.kind {
+            0 => self.n_omega,
+            _ => 2 * self.n_omega + 1,
+        };
+        per_kind + self.linear as usize
+    }
+}
+
 /// h, h' (n × n_h × v each) of fields u.
 pub(crate) fn features<L: Launcher, R: Elem>(
     dev: &L,
@@ -291,10 +302,7 @@ pub(crate) fn features<L: Launcher, R: Elem>(
     hp: &mut L::Buf<R>,
     d: FeatureDims,
 ) -> Result<()> {
-    let rows = match d.kind {
-        0 => d.n_omega,
-        _ => 2 * d.n_omega + 1,
-    } + d.linear as usize;
+    let rows = d.rows();
     if rows != d.n_h {
         return Err(Error::new(Status::Internal, format!("features: n_h = {} but the kind has {rows} rows", d.n_h)));
     }
@@ -1009,10 +1017,7 @@ pub(crate) fn field_stage<L: Launcher, R: Elem>(
     l: usize,
     d: FeatureDims,
 ) -> Result<()> {
-    let rows = match d.kind {
-        0 => d.n_omega,
-        _ => 2 * d.n_omega + 1,
-    } + d.linear as usize;
+    let rows = d.rows();
     if l * l != d.v || l % 2 != 0 || l > field_lmax::<R>() || d.n_h == 0 || rows != d.n_h {
         return Err(Error::new(
             Status::Internal,
