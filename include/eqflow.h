@@ -344,7 +344,7 @@ typedef struct eqflow_train_stats {
 } eqflow_train_stats;
 
 // Reweighted estimates from independent flow samples (SPEC §5): ⟨O⟩ = Σ w O / Σ w with
-// delta-method errors (no autocorrelation: the samples are independent), log Z, and the ESS
+// jackknife errors (no autocorrelation: the samples are independent), log Z, and the ESS
 // of the weights. Observables are of φ in the (m², λ) convention of SPEC §2. Set
 // `struct_size` before the call; fields are only ever appended.
 typedef struct eqflow_reweighted {

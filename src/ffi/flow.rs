@@ -679,7 +679,7 @@ pub unsafe extern "C" fn eqflow_flow_load(
 }
 
 /// Reweighted estimates from independent flow samples (SPEC §5): ⟨O⟩ = Σ w O / Σ w with
-/// delta-method errors (no autocorrelation: the samples are independent), log Z, and the ESS
+/// jackknife errors (no autocorrelation: the samples are independent), log Z, and the ESS
 /// of the weights. Observables are of φ in the (m², λ) convention of SPEC §2. Set
 /// `struct_size` before the call; fields are only ever appended.
 #[repr(C)]

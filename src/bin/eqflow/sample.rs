@@ -123,7 +123,7 @@ fn print_reweighted(r: &Reweighted, delta_lambda: f64) {
     eprintln!("  log Z           {:.4} ± {:.4}", r.log_z.value, r.log_z.error);
     eprintln!("  chi2            {:.4} ± {:.4}", r.chi2.value, r.chi2.error);
     eprintln!("  L·m_p           {:.4} ± {:.4}", r.l_m_p.value, r.l_m_p.error);
-    print_undefined_m_p(&r.undefined_m_p_t(), r.m_p_t.len(), "delta-method difference steps");
+    print_undefined_m_p(&r.undefined_m_p_t(), r.m_p_t.len(), "jackknife blocks");
     eprintln!("  <|M|>           {:.5} ± {:.5}", r.abs_m.value, r.abs_m.error);
     eprintln!("  Binder U        {:.5} ± {:.5}", r.binder.value, r.binder.error);
 }
