@@ -144,7 +144,7 @@ fn main() {
             s: chain.observables().unwrap(),
             secs: flow_secs,
         };
-        // reweighting independent samples (no chain): the same physics, delta-method errors
+        // reweighting independent samples (no chain): the same physics, jackknife errors
         let t_rw = Instant::now();
         let rw = reweight_samples(&flow.sample(proposals.min(50_000) as usize).unwrap(), l, 0.0).unwrap();
         rw_lines +=
