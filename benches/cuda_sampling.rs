@@ -5,7 +5,7 @@
 //!
 //! Then, on the device only, the throughput table: for each L of --gpu-sizes, each
 //! convolution path and each batch of --gpu-batches, proposals with log q per second (f32,
-//! default architecture), seconds per training step (f32), device memory in use, and the
+//! default architecture), seconds per training step (f32; total and path gradients), device memory in use, and the
 //! floor of the convolutions alone (their multiply-adds over 60 TFLOP/s fp32).
 //!
 //! cargo bench --bench cuda_sampling -- [--sizes 6,8,12] [--n 256] [--train-sizes 6,12]
@@ -15,6 +15,7 @@
 use eqflow::cuda::{ConvPath, CudaFlow, CudaTrainer, Device};
 use eqflow::flow::{Architecture, Flow, FlowConfig, Precision};
 use eqflow::rng::Stream;
+use eqflow::train::Gradient;
 use std::time::Instant;
 
 fn arg(args: &[String], flag: &str, default: &str) -> String {
@@ -70,7 +71,9 @@ fn throughput(device: &std::sync::Arc<Device>, sizes: &[usize], batches: &[usize
     const PEAK: f64 = 60e12; // H200 fp32 FLOP/s without tensor cores
     println!();
     println!("device only, f32, default architecture; floor = the convolutions' 2 x multiply-adds / 60 TFLOP/s");
-    println!("| L | conv | batch | proposals/s | s / training step | memory in use MiB | floor s / batch | measured / floor |");
+    println!(
+        "| L | conv | batch | proposals/s | s / training step (total / path gradient) | memory in use MiB | floor s / batch | measured / floor |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for &l in sizes {
         // the spectral path's stages unfused (five launches of transforms and products, the
@@ -106,11 +109,18 @@ fn throughput(device: &std::sync::Arc<Device>, sizes: &[usize], batches: &[usize
                     } else if 4.0 * train_floor > budget {
                         "skipped".to_string()
                     } else {
-                        let mut tr = CudaTrainer::with_conv_path(&flow, device.clone(), path)?;
-                        tr.train_step(&mut flow)?;
-                        let t0 = Instant::now();
-                        tr.train_step(&mut flow)?;
-                        format!("{:.4}", t0.elapsed().as_secs_f64())
+                        // total, then path gradients (the score integration on top); the forward
+                        // pass alone costs about what sampling the batch does
+                        let mut times = Vec::new();
+                        for gradient in [Gradient::Total, Gradient::Path] {
+                            flow.config.train.gradient = gradient;
+                            let mut tr = CudaTrainer::with_conv_path(&flow, device.clone(), path)?;
+                            tr.train_step(&mut flow)?;
+                            let t0 = Instant::now();
+                            tr.train_step(&mut flow)?;
+                            times.push(format!("{:.4}", t0.elapsed().as_secs_f64()));
+                        }
+                        times.join(" / ")
                     };
                     Ok(format!(
                         "| {l} | {name} | {batch} | {:.0} | {t_step} | {mem:.0} | {floor:.2e} | {:.1} |",
