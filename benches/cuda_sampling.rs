@@ -5,8 +5,9 @@
 //!
 //! Then, on the device only, the throughput table: for each L of --gpu-sizes, each
 //! convolution path and each batch of --gpu-batches, proposals with log q per second (f32,
-//! default architecture), seconds per training step (f32; total and path gradients), device memory in use, and the
-//! floor of the convolutions alone (their multiply-adds over 60 TFLOP/s fp32).
+//! default architecture), seconds per training step (f32; total and path gradients), device
+//! memory in use, and the floor of the convolutions alone (their multiply-adds over 60 TFLOP/s
+//! fp32).
 //!
 //! cargo bench --bench cuda_sampling -- [--sizes 6,8,12] [--n 256] [--train-sizes 6,12]
 //!     [--batch 100] [--threads 0] [--gpu-sizes 32,64] [--gpu-batches 256,4096]
