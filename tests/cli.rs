@@ -199,6 +199,12 @@ fn bad_arguments_give_one_line_and_exit_2() {
     assert_one_line_error(&run(&["hmc", "--preset", "L6", "--n", "3"]), "--n 3");
     assert_one_line_error(&run(&["train", "--preset", "L6", "--backend", "cuda", "--out", o]), "CUDA backend");
     assert_one_line_error(&run(&["train", "--preset", "L6", "--backend", "tpu", "--out", o]), "unknown backend");
+    // sampling on a GPU, where there is none (the test machines): one line naming the backend
+    let f = d.join("f.safetensors");
+    train(&f, "2", None);
+    let fs = f.to_str().unwrap();
+    assert_one_line_error(&run(&["sample", "--flow", fs, "--n", "20", "--backend", "cuda"]), "--backend cuda: ");
+    assert_one_line_error(&run(&["sample", "--flow", fs, "--n", "20", "--backend", "tpu"]), "unknown backend");
 }
 
 #[test]

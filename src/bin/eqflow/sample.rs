@@ -63,6 +63,11 @@ pub struct SampleArgs {
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Where the proposals are computed: cpu, or cuda (each block of proposals pushed through
+    /// the flow on GPU 0, prior draws by proposal index as on the CPU; the chain's decisions,
+    /// flips and measurements, the ESS and the reweighting samples on the host).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
     #[command(flatten)]
     pub output: Output,
     /// Print one JSON object on stdout.
@@ -147,6 +152,18 @@ pub fn sample(a: SampleArgs) -> Res<serde_json::Value> {
     let start = Instant::now();
     let mut chain = Chain::new(&flow, a.seed);
     chain.set_flip(a.flip);
+    match (a.backend.as_str(), &flow) {
+        ("cpu", _) => {}
+        ("cuda", AnyFlow::Continuous(f)) => {
+            let cuda = |e: eqflow::Error| format!("--backend cuda: {}", e.message);
+            let dev = eqflow::cuda::Device::new(0).map_err(cuda)?;
+            chain.set_pusher(Some(Box::new(eqflow::cuda::CudaFlow::new(f, dev).map_err(cuda)?)));
+        }
+        ("cuda", AnyFlow::RealNvp(_)) => {
+            return Err("--backend cuda samples continuous flows only (not RealNVP)".into())
+        }
+        (b, _) => return Err(format!("unknown backend '{b}' (cpu or cuda)")),
+    }
     let pb = progress(a.n, "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec} {msg}");
     let mut done = 0u64;
     let mut write_err = None;
