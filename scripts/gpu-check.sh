@@ -2,13 +2,14 @@
 # GPU check of the CUDA backend in two steps, for GPU machines without Rust or network.
 #
 #   scripts/gpu-check.sh build [DIR]   here (Rust, no GPU needed): builds the library's test
-#                                      binary and the CUDA sampling bench in release, strips
-#                                      them and puts them in DIR (default target/gpu-check,
+#                                      binary, the CUDA sampling bench and the CLI in release,
+#                                      strips them and puts them in DIR (default target/gpu-check,
 #                                      inside the repository so it can be carried; < 64 MiB)
 #   scripts/gpu-check.sh run [DIR]     on the GPU machine (CUDA driver, no Rust, no network):
-#                                      runs every CUDA test and the bench and prints a short
-#                                      table; exit status 1 if a test failed, 2 if every GPU
-#                                      test skipped (no driver or device). Minutes on one H200.
+#                                      runs every CUDA test, the bench and a CLI train/sample
+#                                      on the GPU, and prints a short table; exit status 1 if a
+#                                      test failed, 2 if every GPU test skipped (no driver or
+#                                      device). Minutes on one H200.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -21,10 +22,13 @@ build)
   exe_of() { grep "\"target\":{[^}]*\"name\":\"$1\"" | grep -o '"executable":"[^"]*"' | sed 's/"executable":"//; s/"$//' | tail -1; }
   tests=$(cargo test --release --lib --no-run --message-format=json 2>/dev/null | exe_of eqflow)
   bench=$(cargo bench --bench cuda_sampling --no-run --message-format=json 2>/dev/null | exe_of cuda_sampling)
-  [ -x "$tests" ] && [ -x "$bench" ] || { echo "build failed (tests: '$tests', bench: '$bench')" >&2; exit 1; }
+  cargo build --release --bin eqflow 2>/dev/null
+  [ -x "$tests" ] && [ -x "$bench" ] && [ -x target/release/eqflow ] ||
+    { echo "build failed (tests: '$tests', bench: '$bench', target/release/eqflow)" >&2; exit 1; }
   cp "$tests" "$dir/eqflow-lib-tests"
   cp "$bench" "$dir/cuda-sampling-bench"
-  strip "$dir/eqflow-lib-tests" "$dir/cuda-sampling-bench"
+  cp target/release/eqflow "$dir/eqflow"
+  strip "$dir/eqflow-lib-tests" "$dir/cuda-sampling-bench" "$dir/eqflow"
   cp scripts/gpu-check.sh "$dir/"
   du -b "$dir"/* | awk '{t += $1; printf "  %-40s %6.1f MiB\n", $2, $1 / 1048576} END {printf "  total %39.1f MiB\n", t / 1048576; if (t >= 64 * 1048576) exit 1}'
   echo "carry '$dir' and run: scripts/gpu-check.sh run $dir"
@@ -62,6 +66,21 @@ run)
   # (--gpu-seconds 2 skips the rows whose floor says they would take minutes: the direct sums
   # at L = 64, training at L = 64 batch 4096; on an H200 the whole bench takes about 3 minutes)
   timeout 300 "$dir/cuda-sampling-bench" --sizes 6,8,12 --n 256 --gpu-sizes 32,64 --gpu-batches 256,4096 --gpu-seconds 2 || echo "bench: exit $?"
+  # the CLI end to end: a short training on the GPU, then the same chain with proposals from
+  # the CPU and from the GPU (the same accept decisions up to rounding: compare the acceptances)
+  echo
+  cli=$(mktemp -d)
+  if timeout 120 "$dir/eqflow" train --preset L6 --backend cuda --steps 200 --ess-samples 200 --out "$cli/f.safetensors" \
+    >"$cli/train.log" 2>&1; then
+    tail -1 "$cli/train.log"
+    for b in cpu cuda; do
+      timeout 120 "$dir/eqflow" sample --flow "$cli/f.safetensors" --n 5000 --reweight 0 --backend $b 2>&1 |
+        grep -E "acceptance|wall time" | sed "s/^/  sample --backend $b: /" || true
+    done
+  else
+    echo "CLI: eqflow train --backend cuda failed:"; tail -3 "$cli/train.log"
+  fi
+  rm -rf "$cli"
   skipped=$(grep -c "skipped: no CUDA" "$log" || true)
   rm -f "$log"
   [ $rc -eq 0 ] || exit 1
