@@ -374,7 +374,8 @@ typedef struct eqflow_reweighted {
   double binder;
   // Its error.
   double binder_err;
-  // L·m_p.
+  // L·m_p; NaN (and its error NaN) where the reweighted correlator makes m_p(t) undefined at
+  // some t, in the estimate or one of its jackknife blocks: more samples are needed.
   double l_m_p;
   // Its error.
   double l_m_p_err;

@@ -711,7 +711,8 @@ pub struct eqflow_reweighted {
     pub binder: f64,
     /// Its error.
     pub binder_err: f64,
-    /// L·m_p.
+    /// L·m_p; NaN (and its error NaN) where the reweighted correlator makes m_p(t) undefined at
+    /// some t, in the estimate or one of its jackknife blocks: more samples are needed.
     pub l_m_p: f64,
     /// Its error.
     pub l_m_p_err: f64,
