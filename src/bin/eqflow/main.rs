@@ -147,6 +147,15 @@ pub fn print_summary(label: &str, s: &ChainSummary, acc: Option<f64>, ess: Optio
     }
 }
 
+/// `--backend`: false for cpu, true for cuda.
+pub fn is_cuda(backend: &str) -> Res<bool> {
+    match backend {
+        "cpu" => Ok(false),
+        "cuda" => Ok(true),
+        b => Err(format!("unknown backend '{b}' (cpu or cuda)")),
+    }
+}
+
 /// The t whose m_p(t) is undefined (so that L·m_p is NaN), if any, and why, on stderr.
 pub fn print_undefined_m_p(undefined: &[usize], n_t: usize, estimate: &str) {
     if !undefined.is_empty() {

@@ -152,17 +152,14 @@ pub fn sample(a: SampleArgs) -> Res<serde_json::Value> {
     let start = Instant::now();
     let mut chain = Chain::new(&flow, a.seed);
     chain.set_flip(a.flip);
-    match (a.backend.as_str(), &flow) {
-        ("cpu", _) => {}
-        ("cuda", AnyFlow::Continuous(f)) => {
+    match (crate::is_cuda(&a.backend)?, &flow) {
+        (false, _) => {}
+        (true, AnyFlow::Continuous(f)) => {
             let cuda = |e: eqflow::Error| format!("--backend cuda: {}", e.message);
             let dev = eqflow::cuda::Device::new(0).map_err(cuda)?;
             chain.set_pusher(Some(Box::new(eqflow::cuda::CudaFlow::new(f, dev).map_err(cuda)?)));
         }
-        ("cuda", AnyFlow::RealNvp(_)) => {
-            return Err("--backend cuda samples continuous flows only (not RealNVP)".into())
-        }
-        (b, _) => return Err(format!("unknown backend '{b}' (cpu or cuda)")),
+        (true, AnyFlow::RealNvp(_)) => return Err("--backend cuda samples continuous flows only (not RealNVP)".into()),
     }
     let pb = progress(a.n, "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec} {msg}");
     let mut done = 0u64;

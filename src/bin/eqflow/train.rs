@@ -274,11 +274,7 @@ fn restart_schedule(a: &TrainArgs, f: &mut AnyFlow) -> Res<()> {
 }
 
 pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
-    let cuda = match a.backend.as_str() {
-        "cpu" => false,
-        "cuda" => true,
-        b => return Err(format!("unknown backend '{b}' (cpu or cuda)")),
-    };
+    let cuda = crate::is_cuda(&a.backend)?;
     if let Some(m) = a.minutes {
         if !(m.is_finite() && m > 0.0) {
             return Err(format!("--minutes {m}: must be positive"));
