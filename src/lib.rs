@@ -22,6 +22,7 @@ pub use error::{Error, Result, Status};
 pub use lattice::Lattice;
 pub mod real;
 pub mod realnvp;
+pub mod simd;
 pub mod sincos;
 pub mod symmetry;
 pub mod train;

@@ -31,6 +31,12 @@ impl<R: Real> Features<R> {
     /// h and h' = dh/dφ of one field `u` (length V) into `h`, `hp` (n_h × V each).
     /// `cos` (n_ω × V) keeps cos(ω_b u) for the backward pass.
     pub fn eval(&self, u: &[R], h: &mut [R], hp: &mut [R], cos: &mut [R]) {
+        crate::simd::wide!(self.eval_body(u, h, hp, cos))
+    }
+
+    /// [`Self::eval`] inlined into its caller (compiled for the caller's CPU features).
+    #[inline(always)]
+    pub(crate) fn eval_body(&self, u: &[R], h: &mut [R], hp: &mut [R], cos: &mut [R]) {
         let v = u.len();
         let n = self.omega.len();
         for (b, &w) in self.omega.iter().enumerate() {
@@ -85,6 +91,24 @@ impl<R: Real> Features<R> {
         beta: &[R],
         dbar: f64,
         ubar: &mut [R],
+        grads: Option<(&mut [f64], &mut [f64])>,
+    ) {
+        crate::simd::wide!(self.backward_body(u, h, hp, cos, hbar, beta, dbar, ubar, grads))
+    }
+
+    /// [`Self::backward`] inlined into its caller (compiled for the caller's CPU features).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) fn backward_body(
+        &self,
+        u: &[R],
+        h: &[R],
+        hp: &[R],
+        cos: &[R],
+        hbar: &[R],
+        beta: &[R],
+        dbar: f64,
+        ubar: &mut [R],
         mut grads: Option<(&mut [f64], &mut [f64])>,
     ) {
         let v = u.len();
@@ -96,12 +120,17 @@ impl<R: Real> Features<R> {
         for j in 0..rows {
             let (hb, p) = (&hbar[j * v..(j + 1) * v], &hp[j * v..(j + 1) * v]);
             let mut sp = [R::zero(); LANES];
-            blocks(ubar, [hb, p], |ub, [hb, p]| {
-                for i in 0..LANES {
-                    ub[i] = ub[i] + hb[i] * p[i];
-                    sp[i] = sp[i] + p[i];
-                }
-            });
+            blocks(
+                ubar,
+                [hb, p],
+                #[inline(always)]
+                |ub, [hb, p]| {
+                    for i in 0..LANES {
+                        ub[i] = ub[i] + hb[i] * p[i];
+                        sp[i] = sp[i] + p[i];
+                    }
+                },
+            );
             if let Some((_, beta_bar)) = grads.as_mut() {
                 beta_bar[j] += dbar * total(&sp).f64();
             }
@@ -115,20 +144,30 @@ impl<R: Real> Features<R> {
             let kw = kb * w * w;
             if let Some((omega_bar, _)) = grads.as_mut() {
                 let (mut g1, mut g2) = ([R::zero(); LANES], [R::zero(); LANES]);
-                blocks(ubar, [hb, u, s, c], |ub, [hb, u, s, c]| {
-                    for i in 0..LANES {
-                        ub[i] = ub[i] - kw * s[i];
-                        g1[i] = g1[i] + hb[i] * u[i] * c[i];
-                        g2[i] = g2[i] + (c[i] - w * u[i] * s[i]);
-                    }
-                });
+                blocks(
+                    ubar,
+                    [hb, u, s, c],
+                    #[inline(always)]
+                    |ub, [hb, u, s, c]| {
+                        for i in 0..LANES {
+                            ub[i] = ub[i] - kw * s[i];
+                            g1[i] = g1[i] + hb[i] * u[i] * c[i];
+                            g2[i] = g2[i] + (c[i] - w * u[i] * s[i]);
+                        }
+                    },
+                );
                 omega_bar[b] += total(&g1).f64() + (kb * total(&g2)).f64();
             } else {
-                blocks(ubar, [s], |ub, [s]| {
-                    for i in 0..LANES {
-                        ub[i] = ub[i] - kw * s[i];
-                    }
-                });
+                blocks(
+                    ubar,
+                    [s],
+                    #[inline(always)]
+                    |ub, [s]| {
+                        for i in 0..LANES {
+                            ub[i] = ub[i] - kw * s[i];
+                        }
+                    },
+                );
             }
             if self.kind == FeatureKind::NonOdd {
                 // cosine row: h'' = −ω² cos; ∂h/∂ω = −u sin; ∂h'/∂ω = −sin − ω u cos
@@ -137,20 +176,30 @@ impl<R: Real> Features<R> {
                 let kw = kb * w * w;
                 if let Some((omega_bar, _)) = grads.as_mut() {
                     let (mut g1, mut g2) = ([R::zero(); LANES], [R::zero(); LANES]);
-                    blocks(ubar, [hb, u, s, c], |ub, [hb, u, s, c]| {
-                        for i in 0..LANES {
-                            ub[i] = ub[i] - kw * c[i];
-                            g1[i] = g1[i] - hb[i] * u[i] * s[i];
-                            g2[i] = g2[i] - (s[i] + w * u[i] * c[i]);
-                        }
-                    });
+                    blocks(
+                        ubar,
+                        [hb, u, s, c],
+                        #[inline(always)]
+                        |ub, [hb, u, s, c]| {
+                            for i in 0..LANES {
+                                ub[i] = ub[i] - kw * c[i];
+                                g1[i] = g1[i] - hb[i] * u[i] * s[i];
+                                g2[i] = g2[i] - (s[i] + w * u[i] * c[i]);
+                            }
+                        },
+                    );
                     omega_bar[b] += total(&g1).f64() + (kb * total(&g2)).f64();
                 } else {
-                    blocks(ubar, [c], |ub, [c]| {
-                        for i in 0..LANES {
-                            ub[i] = ub[i] - kw * c[i];
-                        }
-                    });
+                    blocks(
+                        ubar,
+                        [c],
+                        #[inline(always)]
+                        |ub, [c]| {
+                            for i in 0..LANES {
+                                ub[i] = ub[i] - kw * c[i];
+                            }
+                        },
+                    );
                 }
             }
         }
@@ -200,7 +249,7 @@ pub fn total<R: Real>(acc: &[R; LANES]) -> R {
 }
 
 /// Σ_x of one row in [`LANES`] partial sums (vectorises; the same on every CPU).
-#[inline]
+#[inline(always)]
 pub fn row_sum<R: Real>(x: &[R]) -> R {
     let mut acc = [R::zero(); LANES];
     let mut it = x.chunks_exact(LANES);
@@ -213,4 +262,63 @@ pub fn row_sum<R: Real>(x: &[R]) -> R {
         *a = *a + y;
     }
     total(&acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::baseline;
+
+    fn rows<R: Real>(n: usize, seed: u64) -> Vec<R> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                R::of((s >> 11) as f64 / (1u64 << 53) as f64 * 3.0 - 1.5)
+            })
+            .collect()
+    }
+
+    fn same<R: Real>(a: &[R], b: &[R]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.f64().to_bits() == y.f64().to_bits())
+    }
+
+    /// The dispatched (AVX2 where present) features and backward pass give the bits of the
+    /// baseline build: same IEEE operations, same order (the tests' reference for "whatever
+    /// the CPU").
+    fn dispatch_matches_baseline<R: Real>() {
+        let v = 37; // a partial last block of LANES
+        for kind in [FeatureKind::Odd, FeatureKind::NonOdd] {
+            let f = Features::<R> { kind, omega: rows(5, 1), linear: true };
+            let (n_h, n) = (f.n_rows(), f.omega.len());
+            let u = rows::<R>(v, 2);
+            let (mut h, mut hp, mut cos) = (vec![R::zero(); n_h * v], vec![R::zero(); n_h * v], vec![R::zero(); n * v]);
+            let (mut h0, mut hp0, mut cos0) = (h.clone(), hp.clone(), cos.clone());
+            f.eval(&u, &mut h, &mut hp, &mut cos);
+            baseline(|| f.eval_body(&u, &mut h0, &mut hp0, &mut cos0));
+            assert!(same(&h, &h0) && same(&hp, &hp0) && same(&cos, &cos0), "{kind:?}: eval");
+            let (hbar, beta) = (rows::<R>(n_h * v, 3), rows::<R>(n_h, 4));
+            for with_grads in [false, true] {
+                let (mut ub, mut ub0) = (rows::<R>(v, 5), rows::<R>(v, 5));
+                let (mut om, mut bb) = (vec![0.1; n], vec![0.2; n_h]);
+                let (mut om0, mut bb0) = (om.clone(), bb.clone());
+                let g = with_grads.then_some((&mut om[..], &mut bb[..]));
+                f.backward(&u, &h, &hp, &cos, &hbar, &beta, 0.7, &mut ub, g);
+                let g0 = with_grads.then_some((&mut om0[..], &mut bb0[..]));
+                baseline(|| f.backward_body(&u, &h, &hp, &cos, &hbar, &beta, 0.7, &mut ub0, g0));
+                assert!(same(&ub, &ub0), "{kind:?}: ubar");
+                assert!(same(&om, &om0) && same(&bb, &bb0), "{kind:?}: parameter gradients");
+                assert!(ub.iter().zip(rows::<R>(v, 5)).any(|(a, b)| *a != b), "backward changed nothing");
+            }
+        }
+    }
+
+    #[test]
+    fn dispatched_features_give_the_baseline_bits() {
+        if !crate::simd::has_avx2() {
+            eprintln!("note: no AVX2 on this CPU: the dispatch takes the baseline path, compared with itself");
+        }
+        dispatch_matches_baseline::<f32>();
+        dispatch_matches_baseline::<f64>();
+    }
 }

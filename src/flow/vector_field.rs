@@ -78,6 +78,11 @@ pub fn mixing<R: Real>(layout: &Layout, params: &[f64]) -> Option<Vec<R>> {
 /// ∇·f of one field from its h' (n_h × V): Σ_j β_j Σ_x h'_j, each row summed in R by
 /// [`super::features::row_sum`] (fixed lanes: the same on every CPU).
 pub fn divergence<R: Real>(beta: &[R], hp: &[R], v: usize) -> f64 {
+    crate::simd::wide!(divergence_body(beta, hp, v))
+}
+
+#[inline(always)]
+fn divergence_body<R: Real>(beta: &[R], hp: &[R], v: usize) -> f64 {
     let mut acc = 0.0;
     for (j, &b) in beta.iter().enumerate() {
         let row_sum = super::features::row_sum(&hp[j * v..(j + 1) * v]);
