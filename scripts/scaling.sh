@@ -5,6 +5,9 @@
 #
 #   scripts/scaling.sh            # everything (about 21 hours of two cores; resumable)
 #   scripts/scaling.sh table      # only sample the flows in $OUT and write the table
+#   scripts/scaling.sh l32        # only the L = 32 line (path_L32, best_L32, wide_L32), on one
+#                                 # core, once the L = 20 flow it starts from exists: run it
+#                                 # beside the main chain when that leaves a core idle
 #
 # Every training stage is fixed in steps, not minutes (after the two time-budgeted seed runs
 # of reproduce_table1), so it is reproducible and resumable bit for bit: rerun the script after
@@ -57,8 +60,18 @@ copy_flow() {
 
 # train_to NAME STEP ARGS...: train $OUT/NAME.safetensors to STEP steps in all; a new flow with
 # ARGS, or the existing checkpoint resumed (ARGS other than --preset are then the saved ones).
+# A stage holds a lock on its flow while it trains (so `scaling.sh l32` beside the main chain
+# never trains the same flow twice at once: the second waits, then finds it done).
 train_to() {
-  local f=$OUT/$1.safetensors to=$2 preset=$3
+  local f=$OUT/$1.safetensors to=$2 preset=$3 lock
+  shift 3
+  exec {lock}>"$f.lock"
+  flock "$lock"
+  train_to_locked "$f" "$to" "$preset" "$@"
+  exec {lock}>&-
+}
+train_to_locked() {
+  local f=$1 to=$2 preset=$3
   shift 3
   if [ -e "$f" ]; then
     [ "$(steps_of "$f")" -ge "$to" ] && return 0
@@ -74,14 +87,17 @@ train_to() {
 continue_to() {
   local name=$1 src=$2 to=$3 preset=$4
   shift 4
-  local f=$OUT/$name.safetensors
+  local f=$OUT/$name.safetensors lock
+  exec {lock}>"$f.lock"
+  flock "$lock"
   if [ ! -e "$f" ]; then
     copy_flow "$src" "$f.tmp"
     $E train --preset "$preset" --resume "$f.tmp" --restart-schedule "$@" \
       --steps $(($(steps_of "$f.tmp") + 1)) --ess-samples 10 --threads 1 --out "$f.tmp"
     mv "$f.tmp.log.jsonl" "$f.log.jsonl" && mv "$f.tmp" "$f"
   fi
-  train_to "$name" "$to" "$preset"
+  train_to_locked "$f" "$to" "$preset"
+  exec {lock}>&-
 }
 
 # snapshot NAME STEP: keep NAME's flow at STEP as NAME_atSTEP (a flow that a later stage starts from)
@@ -91,6 +107,25 @@ snapshot() {
   train_to "$1" "$2" "$3"
   copy_flow "$f" "$g"
 }
+
+# the L = 32 line: from the L = 20 flow at L20_FOR_L32 steps, path gradients at lr 1e-4, then
+# 5e-5; then grown to the 28-node time kernel
+line32() {
+  train_to path_L32 "$L32_LR_DROP" L32 --init-from "$OUT/path_L20_at$L20_FOR_L32.safetensors" --lr 1e-4 \
+    --decay-steps 4000 --warmup-steps 10 --gradient path
+  continue_to best_L32 "$OUT/path_L32.safetensors" "$L32_PATH_TO" L32 --lr 5e-5 --decay-steps 4000
+}
+wide32() {
+  wide32
+}
+
+if [ "${1:-all}" = l32 ]; then
+  [ -e "$OUT/path_L20_at$L20_FOR_L32.safetensors" ] ||
+    { echo "scaling.sh l32: $OUT/path_L20_at$L20_FOR_L32.safetensors is not there yet (the main chain makes it)" >&2; exit 2; }
+  line32
+  wide32
+  exit 0
+fi
 
 if [ "${1:-all}" != table ]; then
   # the seed runs (minutes on one core; as scripts/results.sh)
@@ -120,9 +155,7 @@ if [ "${1:-all}" != table ]; then
     continue_to best_L20 "$OUT/path_L20.safetensors" "$L20_PATH_TO" L20 --lr 4e-5 --decay-steps 4000
   } &
   side=$!
-  train_to path_L32 "$L32_LR_DROP" L32 --init-from "$OUT/path_L20_at$L20_FOR_L32.safetensors" --lr 1e-4 \
-    --decay-steps 4000 --warmup-steps 10 --gradient path
-  continue_to best_L32 "$OUT/path_L32.safetensors" "$L32_PATH_TO" L32 --lr 5e-5 --decay-steps 4000
+  line32
   wait $side
   # L = 64 from the L = 32 flow: its ESS right after the transfer, then fine-tuning if asked
   [ -e "$OUT/transfer_L64.safetensors" ] ||
@@ -144,10 +177,7 @@ if [ "${1:-all}" != table ]; then
   fi
   if [ "$L12_WIDE_TO" -gt 0 ]; then wait $side; fi
   # the wider L = 32 flow, then L = 64 from it
-  if [ "$L32_WIDE_TO" -gt 0 ]; then
-    train_to wide_L32 "$L32_WIDE_TO" L32 --init-from "$OUT/best_L32.safetensors" --time-kernel-size 28 \
-      --gradient path --lr 5e-5 --decay-steps 4000 --warmup-steps 10 --seed 11
-  fi
+  wide32
   if [ "$L64_WIDE_TO" -gt 0 ] && [ -e "$OUT/wide_L32.safetensors" ]; then
     train_to wide_L64 "$L64_WIDE_TO" L64 --init-from "$OUT/wide_L32.safetensors" --time-kernel-size 28 \
       --gradient path --lr 3e-5 --warmup-steps 10 --seed 11

@@ -51,8 +51,8 @@ pub fn forward_tape<R: Real>(field: &VectorField<R>, z: Vec<R>, w: &mut Work<R>)
 /// each stage's right-hand side one vector-Jacobian product of the vector field (k̄ = a,
 /// d̄ = 1), so the pass costs about a forward and a backward pass. The result is the score of
 /// the continuous flow integrated by RK4: it differs from the gradient of the discrete map's
-/// log q by O(h⁴), like the discretisation gap (`flow::gap`). `w` must come from
-/// `VectorField::work_for_grad`.
+/// log q by O(h⁴), like the discretisation gap (`flow::gap`). One feature bank in `w` is
+/// enough (`VectorField::work`): each stage's product follows its evaluation.
 pub fn forward_tape_score<R: Real>(field: &VectorField<R>, z: Vec<R>, w: &mut Work<R>) -> Tape<R> {
     let v = field.lattice.volume();
     let len = z.len();

@@ -325,10 +325,10 @@ impl Flow {
                     (Prepared::F64(f), false) => AnyTape::F64(forward_tape(f, to_r(zc), &mut f.work(zc.len() / v))),
                     (Prepared::F32(f), false) => AnyTape::F32(forward_tape(f, to_r(zc), &mut f.work(zc.len() / v))),
                     (Prepared::F64(f), true) => {
-                        AnyTape::F64(forward_tape_score(f, to_r(zc), &mut f.work_for_grad(zc.len() / v)))
+                        AnyTape::F64(forward_tape_score(f, to_r(zc), &mut f.work(zc.len() / v)))
                     }
                     (Prepared::F32(f), true) => {
-                        AnyTape::F32(forward_tape_score(f, to_r(zc), &mut f.work_for_grad(zc.len() / v)))
+                        AnyTape::F32(forward_tape_score(f, to_r(zc), &mut f.work(zc.len() / v)))
                     }
                 })
                 .collect()

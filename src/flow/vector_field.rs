@@ -8,7 +8,7 @@
 //! K' = T K / d_t when time is mixed (K otherwise).
 
 use super::config::Architecture;
-use super::conv::{ConvKernel, ConvMethod, ConvPlan, ConvScratch};
+use super::conv::{ConvKernel, ConvMethod, ConvPlan, ConvScratch, ConvSpectra};
 use super::features::Features;
 use super::params::Layout;
 use super::time_kernel;
@@ -55,6 +55,9 @@ struct Bank<R: Real> {
     hp: Vec<R>,
     cos: Vec<R>,
     g: Vec<R>,
+    /// The convolution inputs' spectra, kept by `eval` for `vjp` of the same features
+    /// (back-propagation with four banks only).
+    spectra: ConvSpectra<R>,
 }
 
 /// Per-thread buffers for a chunk of up to `nb` fields. With four banks the features of the
@@ -206,6 +209,7 @@ impl<R: Real> VectorField<R> {
             hp: vec![R::zero(); nb * n_h * v],
             cos: vec![R::zero(); nb * n_w.max(1) * v],
             g: if mixed { vec![R::zero(); nb * n_c * v] } else { Vec::new() },
+            spectra: ConvSpectra::None,
         };
         Work {
             nb,
@@ -226,8 +230,16 @@ impl<R: Real> VectorField<R> {
 
     /// Buffers for back-propagation: four feature banks when they fit in 64 MiB.
     pub fn work_for_grad(&self, nb: usize) -> Work<R> {
-        let per_bank = nb * self.lattice.volume() * (3 * self.layout.n_h + self.layout.n_c) * std::mem::size_of::<R>();
-        self.work_banks(nb, if 4 * per_bank <= 64 << 20 { 4 } else { 1 })
+        // features, and the spectra of the convolution's inputs (about n_c numbers per site)
+        let per_bank =
+            nb * self.lattice.volume() * (3 * self.layout.n_h + 2 * self.layout.n_c) * std::mem::size_of::<R>();
+        let mut w = self.work_banks(nb, if 4 * per_bank <= 64 << 20 { 4 } else { 1 });
+        if w.banks.len() == 4 {
+            for b in &mut w.banks {
+                b.spectra = self.conv.spectra(nb);
+            }
+        }
+        w
     }
 
     /// The bank that stage `i` uses (its own when there are four).
@@ -252,6 +264,7 @@ impl<R: Real> VectorField<R> {
 
         let (n_c, n_h, n_w) = (self.layout.n_c, self.layout.n_h, self.feats.omega.len().max(1));
         let w = &mut w.banks[k];
+        w.spectra.invalidate();
         for b in 0..nb {
             self.feats.eval(
                 &u[b * v..(b + 1) * v],
@@ -288,9 +301,9 @@ impl<R: Real> VectorField<R> {
         let nb = self.features(u, w, k);
         let n_h = self.layout.n_h;
         let s = &self.slots[slot];
-        let bank = &w.banks[k];
+        let bank = &mut w.banks[k];
         let g = if self.fmix.is_some() { &bank.g[..nb * self.layout.n_c * v] } else { &bank.h[..nb * n_h * v] };
-        self.conv.forward(&s.kernel, g, &mut f[..nb * v], &mut w.conv);
+        self.conv.forward_keep(&s.kernel, g, &mut f[..nb * v], &mut w.conv, &mut bank.spectra);
         for (b, d) in div.iter_mut().enumerate().take(nb) {
             *d = divergence(&s.beta, &w.banks[k].hp[b * n_h * v..(b + 1) * n_h * v], v);
         }
@@ -327,7 +340,15 @@ impl<R: Real> VectorField<R> {
             let g = if self.fmix.is_some() { &bank.g[..nb * n_c * v] } else { &bank.h[..nb * n_h * v] };
             if want_grad {
                 wbar_t.iter_mut().for_each(|x| *x = R::zero());
-                self.conv.backward(&s.kernel, &kbar[..nb * v], g, &mut wa[..nb * n_c * v], wbar_t, conv);
+                self.conv.backward_kept(
+                    &s.kernel,
+                    &kbar[..nb * v],
+                    g,
+                    &bank.spectra,
+                    &mut wa[..nb * n_c * v],
+                    wbar_t,
+                    conv,
+                );
             } else {
                 self.conv.backward_input(&s.kernel, &kbar[..nb * v], g, &mut wa[..nb * n_c * v], conv);
             }
@@ -425,16 +446,23 @@ impl<R: Real> VectorField<R> {
         {
             let wpar = &self.params[lay.w.clone()];
             let gw = &mut grad[lay.w.clone()];
+            let mut acc = vec![0.0; n_tc];
             for o in 0..n_orb {
-                for (a, kb) in kp_bar.iter_mut().enumerate() {
+                let wb = &wo_bar[o * n_c..(o + 1) * n_c];
+                for (a, &kp) in s.kp.iter().enumerate() {
                     let base = (o * n_tc + a) * n_c;
-                    let mut acc = 0.0;
-                    for c in 0..n_c {
-                        gw[base + c] += s.kp[a] * wo_bar[o * n_c + c];
-                        acc += wpar[base + c] * wo_bar[o * n_c + c];
+                    for (g, &b) in gw[base..base + n_c].iter_mut().zip(wb) {
+                        *g += kp * b;
                     }
-                    *kb += acc;
                 }
+                // Σ_c W ⋅ W̄ for every a at once: n_tc independent sums, each over c in order
+                acc.iter_mut().for_each(|x| *x = 0.0);
+                for (c, &b) in wb.iter().enumerate() {
+                    for (a, x) in acc.iter_mut().enumerate() {
+                        *x += wpar[(o * n_tc + a) * n_c + c] * b;
+                    }
+                }
+                kp_bar.iter_mut().zip(&acc).for_each(|(k, &x)| *k += x);
             }
         }
         if let Some(tr) = &lay.t {

@@ -145,6 +145,32 @@ impl<R: Real> FftScratch<R> {
     }
 }
 
+/// The spectra Ẑ of a forward pass's inputs, kept for the backward pass of the same inputs
+/// ([`FftConv::forward_keep`], [`FftConv::backward_kept`]): training evaluates a stage and
+/// back-propagates through it with the same features, so the backward pass can skip the
+/// features' transforms (⌈n_c/2⌉ per field, a third of its work). ⌈n_c/2⌉ × nb × V complex
+/// numbers, layout `[pair][field][k1][k0]`. Made by [`FftConv::spectra`].
+pub struct FftSpectra<R: Real> {
+    l: usize,
+    n_c: usize,
+    /// The largest batch held.
+    nb: usize,
+    z: Vec<C<R>>,
+    /// The batch of the forward pass that filled `z`; `None` when `z` is not current.
+    fields: Option<usize>,
+}
+
+impl<R: Real> FftSpectra<R> {
+    /// Marks the spectra stale (the inputs they came from have changed).
+    pub fn invalidate(&mut self) {
+        self.fields = None;
+    }
+    /// Whether these are the spectra of a forward pass of `nb` fields.
+    pub fn holds(&self, nb: usize) -> bool {
+        self.fields == Some(nb)
+    }
+}
+
 /// Element-wise kernels on complex arrays, with AVX versions for f32 and f64 on
 /// x86-64. The AVX code performs exactly the scalar code's IEEE operations (no fused
 /// multiply-add), so both give bit-identical results.
@@ -901,10 +927,49 @@ impl<R: Real> FftConv<R> {
     /// `g` holds nb × n_c × V numbers (nb = g.len() / (n_c V), at most the scratch's
     /// capacity), `out` nb × V, overwritten. Allocates nothing.
     pub fn forward(&self, k: &FftKernel<R>, g: &[R], out: &mut [R], s: &mut FftScratch<R>) {
+        self.forward_impl(k, g, out, s, None)
+    }
+
+    /// Working memory for the spectra of up to `nb` fields ([`FftConv::forward_keep`]).
+    pub fn spectra(&self, nb: usize) -> FftSpectra<R> {
+        let nb = nb.max(1);
+        FftSpectra { l: self.l, n_c: self.n_c, nb, z: vec![C::default(); self.np * nb * self.v], fields: None }
+    }
+
+    /// [`FftConv::forward`], keeping the inputs' spectra in `sp` for [`FftConv::backward_kept`]
+    /// (the same results, bit for bit).
+    pub fn forward_keep(
+        &self,
+        k: &FftKernel<R>,
+        g: &[R],
+        out: &mut [R],
+        s: &mut FftScratch<R>,
+        sp: &mut FftSpectra<R>,
+    ) {
+        assert!(sp.l == self.l && sp.n_c == self.n_c, "FftConv::forward_keep: spectra made for another L or n_c");
+        sp.fields = None;
+        self.forward_impl(k, g, out, s, Some(sp));
+    }
+
+    fn forward_impl(
+        &self,
+        k: &FftKernel<R>,
+        g: &[R],
+        out: &mut [R],
+        s: &mut FftScratch<R>,
+        mut sp: Option<&mut FftSpectra<R>>,
+    ) {
         let (v, np) = (self.v, self.np);
         let nb = self.batch(g.len(), self.n_c * v, "forward: g");
         assert_eq!(out.len(), nb * v, "FftConv::forward: out must hold nb × V = {nb} × {v} numbers");
         self.check(k, s, nb, "forward");
+        if let Some(sp) = &sp {
+            assert!(
+                nb <= sp.nb,
+                "FftConv::forward_keep: a batch of {nb} fields exceeds the spectra's capacity of {}",
+                sp.nb
+            );
+        }
         let wf = self.work_fields.min(s.nb);
         // Blocks of fields whose accumulators stay in cache; in each, the channel pairs
         // stream through, transformed `wf` fields at a time.
@@ -917,7 +982,10 @@ impl<R: Real> FftConv<R> {
                 let mut j0 = 0;
                 while j0 < m {
                     let mw = wf.min(m - j0);
-                    let work = &mut s.work[..mw * v];
+                    let work = match sp.as_deref_mut() {
+                        Some(sp) => &mut sp.z[(p * sp.nb + b0 + j0) * v..][..mw * v],
+                        None => &mut s.work[..mw * v],
+                    };
                     self.load_pair(g, b0 + j0, mw, p, work);
                     self.fft2(&*self.fwd, work, &mut s.fft_scratch);
                     for (a, z) in acc[j0 * v..(j0 + mw) * v].chunks_exact_mut(v).zip(work.chunks_exact(v)) {
@@ -934,6 +1002,9 @@ impl<R: Real> FftConv<R> {
             kern::deinterleave(self.simd, acc, &mut out[b0 * v..(b0 + m) * v], None);
             b0 += m;
         }
+        if let Some(sp) = sp {
+            sp.fields = Some(nb);
+        }
     }
 
     /// The vector-Jacobian product and the kernel gradient of [`FftConv::forward`]:
@@ -943,6 +1014,42 @@ impl<R: Real> FftConv<R> {
     /// `wbar`, n_c × V, real space). `kbar` holds nb × V numbers, `g` nb × n_c × V (the
     /// forward pass's input). Allocates nothing.
     pub fn backward(&self, k: &FftKernel<R>, kbar: &[R], g: &[R], a: &mut [R], wbar: &mut [R], s: &mut FftScratch<R>) {
+        self.backward_impl(k, kbar, g, None, a, wbar, s)
+    }
+
+    /// [`FftConv::backward`] for the inputs `g` of the last [`FftConv::forward_keep`] into
+    /// `sp`, taking their spectra from `sp` (the same results, bit for bit, with a third fewer
+    /// transforms). Panics if `sp` holds no spectra of a batch of this size.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_kept(
+        &self,
+        k: &FftKernel<R>,
+        kbar: &[R],
+        g: &[R],
+        sp: &FftSpectra<R>,
+        a: &mut [R],
+        wbar: &mut [R],
+        s: &mut FftScratch<R>,
+    ) {
+        let nb = self.batch(kbar.len(), self.v, "backward_kept: kbar");
+        assert!(
+            sp.l == self.l && sp.n_c == self.n_c && sp.fields == Some(nb),
+            "FftConv::backward_kept: the spectra are not those of a forward pass of these {nb} fields"
+        );
+        self.backward_impl(k, kbar, g, Some(sp), a, wbar, s)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_impl(
+        &self,
+        k: &FftKernel<R>,
+        kbar: &[R],
+        g: &[R],
+        sp: Option<&FftSpectra<R>>,
+        a: &mut [R],
+        wbar: &mut [R],
+        s: &mut FftScratch<R>,
+    ) {
         let (v, n_c, np) = (self.v, self.n_c, self.np);
         let nb = self.batch(kbar.len(), v, "backward: kbar");
         assert_eq!(g.len(), nb * n_c * v, "FftConv::backward: g must hold nb × n_c × V = {nb} × {n_c} × {v} numbers");
@@ -965,8 +1072,13 @@ impl<R: Real> FftConv<R> {
             while b0 < nb {
                 let m = wf.min(nb - b0);
                 let work = &mut s.work[..m * v];
-                self.load_pair(g, b0, m, p, work);
-                self.fft2(&*self.fwd, work, &mut s.fft_scratch);
+                match sp {
+                    Some(sp) => work.copy_from_slice(&sp.z[(p * sp.nb + b0) * v..][..m * v]),
+                    None => {
+                        self.load_pair(g, b0, m, p, work);
+                        self.fft2(&*self.fwd, work, &mut s.fft_scratch);
+                    }
+                }
                 // The kernel gradient, Y += conj(K̂_b) Ẑ, then the VJP's spectrum,
                 // conj(Q_p) K̂_b, replaces Ẑ.
                 for (z, kb) in work.chunks_exact_mut(v).zip(kh[b0 * v..].chunks_exact(v)) {
@@ -1205,6 +1317,63 @@ mod tests {
             conv.forward(&ker, &g[..n_c * v], &mut out1, &mut s);
             assert!(max_err(&out1, &out_d[..v]) < 1e-12 * n_c as f64 * v as f64);
         }
+    }
+
+    /// The kept spectra change nothing: forward_keep gives forward's bits, backward_kept
+    /// backward's (odd and even n_c, blocks of several fields, a smaller batch than the
+    /// spectra hold), and stale spectra are never used.
+    fn kept_spectra_give_the_same_bits<R: Real>() {
+        for &(l, n_c, nb, cap) in &[(6, 5, 3, 4), (8, 4, 5, 5), (32, 3, 2, 2)] {
+            let v = l * l;
+            let mut rng = Lcg(900 + l as u64);
+            let to = |x: Vec<f64>| x.into_iter().map(R::of).collect::<Vec<R>>();
+            let (wt, g, kbar) = (to(rng.vec(n_c * v)), to(rng.vec(nb * n_c * v)), to(rng.vec(nb * v)));
+            let mut conv = FftConv::<R>::new(l, n_c);
+            conv.work_fields = 2;
+            let ker = conv.prepare(&wt);
+            let (mut s, mut sp) = (conv.scratch(cap), conv.spectra(cap));
+            let (mut out, mut out_k) = (vec![R::zero(); nb * v], vec![R::nan(); nb * v]);
+            conv.forward(&ker, &g, &mut out, &mut s);
+            assert!(!sp.holds(nb));
+            conv.forward_keep(&ker, &g, &mut out_k, &mut s, &mut sp);
+            assert!(sp.holds(nb) && !sp.holds(nb - 1));
+            let bits = |x: &[R]| x.iter().map(|y| y.f64().to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&out), bits(&out_k), "L = {l}: forward_keep");
+            let (mut a, mut a_k) = (vec![R::nan(); nb * n_c * v], vec![R::nan(); nb * n_c * v]);
+            let (mut wb, mut wb_k) = (vec![R::of(0.25); n_c * v], vec![R::of(0.25); n_c * v]);
+            conv.backward(&ker, &kbar, &g, &mut a, &mut wb, &mut s);
+            // the kept path must not read g: give it zeros
+            let zeros = vec![R::zero(); g.len()];
+            conv.backward_kept(&ker, &kbar, &zeros, &sp, &mut a_k, &mut wb_k, &mut s);
+            assert_eq!(bits(&a), bits(&a_k), "L = {l}: backward_kept, a");
+            assert_eq!(bits(&wb), bits(&wb_k), "L = {l}: backward_kept, wbar");
+            assert!(a.iter().all(|x| x.is_finite()) && wb.iter().any(|&x| x != R::of(0.25)));
+            sp.invalidate();
+            assert!(!sp.holds(nb));
+        }
+    }
+
+    #[test]
+    fn kept_spectra_give_the_same_bits_f64() {
+        kept_spectra_give_the_same_bits::<f64>();
+    }
+
+    #[test]
+    fn kept_spectra_give_the_same_bits_f32() {
+        kept_spectra_give_the_same_bits::<f32>();
+    }
+
+    #[test]
+    #[should_panic(expected = "are not those of a forward pass")]
+    fn stale_spectra_are_refused() {
+        let conv = FftConv::<f64>::new(4, 2);
+        let ker = conv.prepare(&[0.0; 32]);
+        let (mut s, mut sp) = (conv.scratch(2), conv.spectra(2));
+        let mut out = vec![0.0; 32];
+        conv.forward_keep(&ker, &[0.0; 64], &mut out, &mut s, &mut sp);
+        sp.invalidate();
+        let (mut a, mut wb) = (vec![0.0; 64], vec![0.0; 32]);
+        conv.backward_kept(&ker, &[0.0; 32], &[0.0; 64], &sp, &mut a, &mut wb, &mut s);
     }
 
     #[test]

@@ -60,7 +60,70 @@ pub enum ConvScratch<R: Real> {
     Fft(fft::FftScratch<R>),
 }
 
+/// The spectra of a forward pass's inputs kept for the backward pass of the same inputs
+/// (FFT path only; the other paths keep nothing).
+pub enum ConvSpectra<R: Real> {
+    /// Nothing kept.
+    None,
+    /// Spectra of the FFT path.
+    Fft(fft::FftSpectra<R>),
+}
+
+impl<R: Real> ConvSpectra<R> {
+    /// Marks the kept spectra stale (their inputs changed).
+    pub fn invalidate(&mut self) {
+        if let ConvSpectra::Fft(sp) = self {
+            sp.invalidate();
+        }
+    }
+}
+
 impl<R: Real> ConvPlan<R> {
+    /// Memory for the spectra of up to `nb` fields (FFT path; nothing otherwise).
+    pub fn spectra(&self, nb: usize) -> ConvSpectra<R> {
+        match self {
+            ConvPlan::Fft(p) => ConvSpectra::Fft(p.spectra(nb)),
+            _ => ConvSpectra::None,
+        }
+    }
+    /// [`ConvPlan::forward`], keeping the inputs' spectra in `sp` where the path has them.
+    pub fn forward_keep(
+        &self,
+        k: &ConvKernel<R>,
+        g: &[R],
+        out: &mut [R],
+        s: &mut ConvScratch<R>,
+        sp: &mut ConvSpectra<R>,
+    ) {
+        match (self, k, s, sp) {
+            (ConvPlan::Fft(p), ConvKernel::Fft(k), ConvScratch::Fft(s), ConvSpectra::Fft(sp)) => {
+                p.forward_keep(k, g, out, s, sp)
+            }
+            (_, k, s, _) => self.forward(k, g, out, s),
+        }
+    }
+    /// [`ConvPlan::backward`], taking the spectra of `g` from `sp` when it holds them (the
+    /// same results, bit for bit).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_kept(
+        &self,
+        k: &ConvKernel<R>,
+        kbar: &[R],
+        g: &[R],
+        sp: &ConvSpectra<R>,
+        a: &mut [R],
+        wbar: &mut [R],
+        s: &mut ConvScratch<R>,
+    ) {
+        if let (ConvPlan::Fft(p), ConvKernel::Fft(k), ConvScratch::Fft(s), ConvSpectra::Fft(sp)) =
+            (self, k, &mut *s, sp)
+        {
+            if sp.holds(kbar.len() / p.volume()) {
+                return p.backward_kept(k, kbar, g, sp, a, wbar, s);
+            }
+        }
+        self.backward(k, kbar, g, a, wbar, s)
+    }
     /// Plans the convolution for side `l`, `n_c` channels and kernel orbits `orbit_of`;
     /// `Auto` picks by size.
     pub fn new(method: ConvMethod, l: usize, n_c: usize, orbit_of: &[usize]) -> Self {
