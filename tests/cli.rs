@@ -166,6 +166,24 @@ fn restart_schedule_keeps_adam_and_resumes_bit_for_bit() {
     .concat()));
     assert_eq!(j["steps_done"], 7);
     assert_eq!(eqflow::io::load(&c, 1).unwrap().config.train.gradient, eqflow::train::Gradient::Path);
+    // a coarse integration for the next 2 steps of a new schedule (counted from step 7)
+    let coarse = ["--restart-schedule", "--lr", "1e-4", "--coarse-ode-steps", "9", "--coarse-steps", "2"];
+    let base10 = ["train", "--resume", cs, "--steps", "10", "--out", cs];
+    json_of(&run(&[&base10[..], &coarse[..], &["--json", "--ess-samples", "20"]].concat()));
+    let t = eqflow::io::load(&c, 1).unwrap().config.train;
+    assert_eq!((t.coarse_ode_steps, t.coarse_steps), (9, 9));
+    let log = std::fs::read_to_string(d.join("c.safetensors.log.jsonl")).unwrap();
+    let n_t: Vec<u64> = log
+        .lines()
+        .skip(7)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["ode_steps"].as_u64().unwrap())
+        .collect();
+    assert_eq!(n_t, [9, 9, 54], "steps 8 and 9 coarse, 10 at the architecture's N_t");
+    assert_one_line_error(
+        &run(&[&base[..], &["--coarse-ode-steps", "9", "--coarse-steps", "2"]].concat()),
+        "--coarse-ode-steps cannot change",
+    );
+    assert_one_line_error(&run(&[&base10[..], &coarse[..5]].concat()), "go together");
     let o = d.join("rn.safetensors");
     let rn = [&["train", "--arch", "realnvp", "--steps", "1", "--out", o.to_str().unwrap()][..], &THEORY[..]].concat();
     assert_one_line_error(&run(&[&rn[..], &["--gradient", "path"]].concat()), "not RealNVP");

@@ -49,7 +49,8 @@ pub struct TrainArgs {
     /// kernel); sampling and the final ESS always use the architecture's
     #[arg(long)]
     pub coarse_ode_steps: Option<usize>,
-    /// Training steps integrated with --coarse-ode-steps (default 0: none)
+    /// Training steps integrated with --coarse-ode-steps (default 0: none). With --resume only
+    /// together with --restart-schedule, and then counted from the step reached
     #[arg(long)]
     pub coarse_steps: Option<u64>,
     /// RK4 steps N_t of a new flow (default: the architecture's, 54 seed, 50 refined). More
@@ -220,8 +221,8 @@ fn resumed_flow(a: &TrainArgs, path: &std::path::Path) -> Res<AnyFlow> {
         ("--decay-steps", a.decay_steps.is_some() && schedule_flags),
         ("--warmup-steps", a.warmup_steps.is_some() && schedule_flags),
         ("--gradient", a.gradient.is_some() && schedule_flags),
-        ("--coarse-ode-steps", a.coarse_ode_steps.is_some()),
-        ("--coarse-steps", a.coarse_steps.is_some()),
+        ("--coarse-ode-steps", a.coarse_ode_steps.is_some() && schedule_flags),
+        ("--coarse-steps", a.coarse_steps.is_some() && schedule_flags),
         ("--ode-steps", a.ode_steps.is_some()),
         ("--frequencies", a.frequencies.is_some()),
         ("--time-kernel-size", a.time_kernel_size.is_some()),
@@ -258,6 +259,20 @@ fn restart_schedule(a: &TrainArgs, f: &mut AnyFlow) -> Res<()> {
         }
         f.train_config_mut().gradient = g;
     }
+    // a coarse integration for the next S steps (e.g. a fine-tuning stage at half the N_t)
+    match (a.coarse_ode_steps, a.coarse_steps) {
+        (None, None) => {}
+        (Some(0), _) => return Err("--coarse-ode-steps 0: must be at least 1".into()),
+        (Some(n), Some(steps)) => {
+            if f.kind() == eqflow::FlowKind::RealNvp {
+                return Err("--coarse-ode-steps: RealNVP has no ODE".into());
+            }
+            let t = f.train_config_mut();
+            t.coarse_ode_steps = n;
+            t.coarse_steps = step.saturating_add(steps);
+        }
+        _ => return Err("--coarse-ode-steps and --coarse-steps go together".into()),
+    }
     let t = f.train_config_mut();
     if let Some(b) = a.batch {
         // training draws are indexed by (step, position in the batch): any batch size continues
@@ -266,8 +281,12 @@ fn restart_schedule(a: &TrainArgs, f: &mut AnyFlow) -> Res<()> {
         }
         t.batch_size = b;
     }
+    let coarse = match t.coarse_steps > step && t.coarse_ode_steps > 0 {
+        true => format!(", N_t = {} until step {}", t.coarse_ode_steps, t.coarse_steps),
+        false => String::new(),
+    };
     eprintln!(
-        "new learning-rate schedule from step {step}: lr {lr} ({:?}, warm-up {}), batch {}, {:?} gradient",
+        "new learning-rate schedule from step {step}: lr {lr} ({:?}, warm-up {}), batch {}, {:?} gradient{coarse}",
         t.schedule, t.warmup_steps, t.batch_size, t.gradient
     );
     Ok(())
@@ -347,6 +366,8 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
             interrupted = true;
             break;
         }
+        // the RK4 steps this training step integrates with (coarse integration: fewer)
+        let n_t = flow.as_continuous_mut().map(|f| f.training_ode_steps());
         let step = match (&mut device_trainer, flow.as_continuous_mut()) {
             (Some(t), Some(f)) => t.train_step(f),
             _ => flow.train_step(),
@@ -361,7 +382,10 @@ pub fn train(a: TrainArgs) -> Res<serde_json::Value> {
         };
         let secs = start.elapsed().as_secs_f64();
         running_ess = if running_ess.is_nan() { s.ess } else { 0.95 * running_ess + 0.05 * s.ess };
-        let line = json!({"step": s.step, "seconds": earlier + secs, "loss": s.loss, "ess": s.ess, "lr": s.lr});
+        let mut line = json!({"step": s.step, "seconds": earlier + secs, "loss": s.loss, "ess": s.ess, "lr": s.lr});
+        if let Some(n) = n_t {
+            line["ode_steps"] = n.into();
+        }
         writeln!(log, "{line}").map_err(|e| format!("writing the training log: {e}"))?;
         let rate = (s.step - first_step) as f64 / secs;
         let msg = format!("step {}  loss {:.4}  ESS(run) {:.3}  {:.2} steps/s", s.step, s.loss, running_ess, rate);
