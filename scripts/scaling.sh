@@ -33,10 +33,12 @@ L20_LR_DROP=${L20_LR_DROP:-458}       # L = 20 path gradients at lr 1e-4 to this
 L20_PATH_TO=${L20_PATH_TO:-773}      # then at 4e-5 (a new schedule: the batch ESS had levelled off) to this one
 L32_LR_DROP=${L32_LR_DROP:-124}       # L = 32 path gradients at lr 1e-4 to this step (the loss had begun to rise),
 L32_PATH_TO=${L32_PATH_TO:-314}       # then at 5e-5 to this one
-# (session 11) the L = 32 line trains with N_t = 27 RK4 steps (half the cost of a step; sampling
-# keeps N_t = 54): the L = 20 flow at 161 steps, trained at 54, gives ESS 0.817 integrated with
-# 27 steps and 0.820 with 54 (5000 samples each), so the two maps are nearly the same
+# (session 11) the L = 32 line, best_L20 and wide_L20 train with N_t = 27 RK4 steps (half the
+# cost of a step; sampling keeps N_t = 54): the L = 20 flow at 161 steps, trained at 54, gives
+# ESS 0.817 integrated with 27 steps and 0.820 with 54 (5000 samples each): nearly the same map.
+# 0 keeps the architecture's 54 (the recipe of sessions 1-10).
 L32_TRAIN_ODE_STEPS=${L32_TRAIN_ODE_STEPS:-27}
+L20_TRAIN_ODE_STEPS=${L20_TRAIN_ODE_STEPS:-27}
 L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer only)
 # Wider flows (session 8): the best L = 12 and 20 flows grown to a 28-node time kernel (exactly the
 # same flows at first: --init-from with --time-kernel-size), path gradients to these steps (0: none;
@@ -116,18 +118,20 @@ snapshot() {
 # 5e-5; then grown to the 28-node time kernel
 line32() {
   train_to path_L32 "$L32_LR_DROP" L32 --init-from "$OUT/path_L20_at$L20_FOR_L32.safetensors" --lr 1e-4 \
-    --decay-steps 4000 --warmup-steps 10 --gradient path $(coarse32)
+    --decay-steps 4000 --warmup-steps 10 --gradient path $(coarse 32)
   continue_to best_L32 "$OUT/path_L32.safetensors" "$L32_PATH_TO" L32 --lr 5e-5 --decay-steps 4000
 }
 wide32() {
   if [ "$L32_WIDE_TO" -gt 0 ]; then
     train_to wide_L32 "$L32_WIDE_TO" L32 --init-from "$OUT/best_L32.safetensors" --time-kernel-size 28 \
-      --gradient path --lr 5e-5 --decay-steps 4000 --warmup-steps 10 --seed 11 $(coarse32)
+      --gradient path --lr 5e-5 --decay-steps 4000 --warmup-steps 10 --seed 11 $(coarse 32)
   fi
 }
-# the training integration of the L = 32 line (a restarted schedule keeps the flow's own)
-coarse32() {
-  if [ "$L32_TRAIN_ODE_STEPS" -gt 0 ]; then echo "--coarse-ode-steps $L32_TRAIN_ODE_STEPS --coarse-steps 1000000000"; fi
+# coarse L: the training integration of the stages at L = 20 and 32 (all their steps)
+coarse() {
+  local n=$L32_TRAIN_ODE_STEPS
+  [ "$1" = 20 ] && n=$L20_TRAIN_ODE_STEPS
+  if [ "$n" -gt 0 ]; then echo "--coarse-ode-steps $n --coarse-steps 1000000000"; fi
 }
 
 if [ "${1:-all}" = l32 ]; then
@@ -163,7 +167,7 @@ if [ "${1:-all}" != table ]; then
   # L = 20 on, side by side with L = 32 (from the L = 20 flow at L20_FOR_L32 steps)
   {
     train_to path_L20 "$L20_LR_DROP" L20
-    continue_to best_L20 "$OUT/path_L20.safetensors" "$L20_PATH_TO" L20 --lr 4e-5 --decay-steps 4000
+    continue_to best_L20 "$OUT/path_L20.safetensors" "$L20_PATH_TO" L20 --lr 4e-5 --decay-steps 4000 $(coarse 20)
   } &
   side=$!
   line32
@@ -184,7 +188,7 @@ if [ "${1:-all}" != table ]; then
   fi
   if [ "$L20_WIDE_TO" -gt 0 ]; then
     train_to wide_L20 "$L20_WIDE_TO" L20 --init-from "$OUT/best_L20.safetensors" --time-kernel-size 28 \
-      --gradient path --lr 4e-5 --decay-steps 4000 --warmup-steps 30 --seed 11
+      --gradient path --lr 4e-5 --decay-steps 4000 --warmup-steps 30 --seed 11 $(coarse 20)
   fi
   if [ "$L12_WIDE_TO" -gt 0 ]; then wait $side; fi
   # the wider L = 32 flow, then L = 64 from it
