@@ -80,26 +80,12 @@ impl<R: Real> Features<R> {
     /// `omega_bar` and d̄·Σ_x h'_j into `beta_bar` (without them: ∂L/∂u alone, for the score
     /// integration of path gradients). Sums over sites run in [`LANES`] interleaved partial
     /// sums, added in lane order, so they vectorise and stay independent of the CPU.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(
-        &self,
-        u: &[R],
-        h: &[R],
-        hp: &[R],
-        cos: &[R],
-        hbar: &[R],
-        beta: &[R],
-        dbar: f64,
-        ubar: &mut [R],
-        grads: Option<(&mut [f64], &mut [f64])>,
-    ) {
-        crate::simd::wide!(self.backward_body(u, h, hp, cos, hbar, beta, dbar, ubar, grads))
-    }
-
-    /// [`Self::backward`] inlined into its caller (compiled for the caller's CPU features).
+    ///
+    /// Inlined into its caller and vectorised for the caller's CPU features: call it inside
+    /// `simd::wide!` (as `VectorField::vjp` does).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    pub(crate) fn backward_body(
+    pub fn backward(
         &self,
         u: &[R],
         h: &[R],
@@ -303,9 +289,9 @@ mod tests {
                 let (mut om, mut bb) = (vec![0.1; n], vec![0.2; n_h]);
                 let (mut om0, mut bb0) = (om.clone(), bb.clone());
                 let g = with_grads.then_some((&mut om[..], &mut bb[..]));
-                f.backward(&u, &h, &hp, &cos, &hbar, &beta, 0.7, &mut ub, g);
+                crate::simd::wide!(f.backward(&u, &h, &hp, &cos, &hbar, &beta, 0.7, &mut ub, g));
                 let g0 = with_grads.then_some((&mut om0[..], &mut bb0[..]));
-                baseline(|| f.backward_body(&u, &h, &hp, &cos, &hbar, &beta, 0.7, &mut ub0, g0));
+                baseline(|| f.backward(&u, &h, &hp, &cos, &hbar, &beta, 0.7, &mut ub0, g0));
                 assert!(same(&ub, &ub0), "{kind:?}: ubar");
                 assert!(same(&om, &om0) && same(&bb, &bb0), "{kind:?}: parameter gradients");
                 assert!(ub.iter().zip(rows::<R>(v, 5)).any(|(a, b)| *a != b), "backward changed nothing");

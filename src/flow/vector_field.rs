@@ -407,7 +407,7 @@ impl<R: Real> VectorField<R> {
             } else {
                 &wa[b * n_c * v..(b + 1) * n_c * v]
             };
-            self.feats.backward(
+            crate::simd::wide!(self.feats.backward(
                 &u[b * v..(b + 1) * v],
                 &bank.h[b * n_h * v..(b + 1) * n_h * v],
                 &bank.hp[b * n_h * v..(b + 1) * n_h * v],
@@ -417,7 +417,7 @@ impl<R: Real> VectorField<R> {
                 dbar[b],
                 &mut ubar[b * v..(b + 1) * v],
                 grad.as_deref_mut().map(|g| (&mut g[om.clone()], &mut beta_bar[..])),
-            );
+            ));
         }
         let Some(grad) = grad else { return };
         // β_j = Σ_c w0_c F̃_cj: back to w0 (and F)
