@@ -8,6 +8,9 @@
 #   scripts/scaling.sh l32        # only the L = 32 line (path_L32, best_L32, wide_L32), on one
 #                                 # core, once the L = 20 flow it starts from exists: run it
 #                                 # beside the main chain when that leaves a core idle
+#   scripts/scaling.sh l20        # only the L = 20 line after path_L20_at161 (path_L20, best_L20,
+#                                 # wide_L20), on one core
+#   scripts/scaling.sh l64        # only L = 64 (transfer_L64, wide_L64), once wide_L32 is done
 #
 # Every training stage is fixed in steps, not minutes (after the two time-budgeted seed runs
 # of reproduce_table1), so it is reproducible and resumable bit for bit: rerun the script after
@@ -40,6 +43,8 @@ L32_PATH_TO=${L32_PATH_TO:-314}       # then at 5e-5 to this one
 L32_TRAIN_ODE_STEPS=${L32_TRAIN_ODE_STEPS:-27}
 L20_TRAIN_ODE_STEPS=${L20_TRAIN_ODE_STEPS:-27}
 L64_PATH_TO=${L64_PATH_TO:-0}         # L = 64 fine-tuning steps (0: transfer only)
+# (session 12) wide_L64 trains with N_t = 27 as well (0: the 54 of session 9's 71-step flow)
+L64_TRAIN_ODE_STEPS=${L64_TRAIN_ODE_STEPS:-27}
 # Wider flows (session 8): the best L = 12 and 20 flows grown to a 28-node time kernel (exactly the
 # same flows at first: --init-from with --time-kernel-size), path gradients to these steps (0: none;
 # the defaults are the flows of the README table, stopped by Ctrl-C at these steps)
@@ -49,7 +54,7 @@ L20_WIDE_TO=${L20_WIDE_TO:-1647}
 # (keeping its 28-node kernel) and fine-tuned: path gradients to these steps (0: none; at L = 64
 # lr 1e-4 made the loss climb after 20 steps, hence 3e-5)
 L32_WIDE_TO=${L32_WIDE_TO:-1000}  # (session 9: 242 steps; session 11: on to 1000, resumable)
-L64_WIDE_TO=${L64_WIDE_TO:-71}
+L64_WIDE_TO=${L64_WIDE_TO:-300}  # (session 9: 71 steps at N_t = 54; session 12: from the 1000-step wide_L32)
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
 MIN6=${MIN6:-25} MIN12=${MIN12:-35} PROPOSALS=${PROPOSALS:-100000} ESS64=${ESS64:-200} ESS=${ESS:-1000}
@@ -131,8 +136,57 @@ wide32() {
 coarse() {
   local n=$L32_TRAIN_ODE_STEPS
   [ "$1" = 20 ] && n=$L20_TRAIN_ODE_STEPS
+  [ "$1" = 64 ] && n=$L64_TRAIN_ODE_STEPS
   if [ "$n" -gt 0 ]; then echo "--coarse-ode-steps $n --coarse-steps 1000000000"; fi
 }
+
+# the L = 20 line after the snapshot the L = 32 line starts from: path gradients at lr 1e-4 to
+# L20_LR_DROP, then 4e-5; then grown to the 28-node time kernel
+line20() {
+  train_to path_L20 "$L20_LR_DROP" L20
+  continue_to best_L20 "$OUT/path_L20.safetensors" "$L20_PATH_TO" L20 --lr 4e-5 --decay-steps 4000 $(coarse 20)
+}
+wide20() {
+  if [ "$L20_WIDE_TO" -gt 0 ]; then
+    train_to wide_L20 "$L20_WIDE_TO" L20 --init-from "$OUT/best_L20.safetensors" --time-kernel-size 28 \
+      --gradient path --lr 4e-5 --decay-steps 4000 --warmup-steps 30 --seed 11 $(coarse 20)
+  fi
+}
+# L = 64 from the L = 32 flow: its ESS right after the transfer, then fine-tuning if asked
+transfer64() {
+  [ -e "$OUT/transfer_L64.safetensors" ] ||
+    $E train --preset L64 --init-from "$OUT/best_L32.safetensors" --steps 0 --ess-samples "$ESS64" --threads 2 \
+      --out "$OUT/transfer_L64.safetensors" 2>&1 | tee "$S/transfer_L64.txt"
+  if [ "$L64_PATH_TO" -gt 0 ]; then
+    continue_to best_L64 "$OUT/transfer_L64.safetensors" "$L64_PATH_TO" L64 --lr 1e-4 --decay-steps 4000 \
+      --warmup-steps 10 --gradient path
+  fi
+}
+# the wider L = 64 flow from the finished wide_L32
+wide64() {
+  if [ "$L64_WIDE_TO" -gt 0 ] && [ -e "$OUT/wide_L32.safetensors" ] &&
+    [ "$(steps_of "$OUT/wide_L32.safetensors")" -ge "$L32_WIDE_TO" ]; then
+    train_to wide_L64 "$L64_WIDE_TO" L64 --init-from "$OUT/wide_L32.safetensors" --time-kernel-size 28 \
+      --gradient path --lr 3e-5 --warmup-steps 10 --seed 11 $(coarse 64)
+  fi
+}
+
+case "${1:-all}" in
+  l20)
+    [ -e "$OUT/path_L20_at$L20_FOR_L32.safetensors" ] ||
+      { echo "scaling.sh l20: $OUT/path_L20_at$L20_FOR_L32.safetensors is not there yet (the main chain makes it)" >&2; exit 2; }
+    line20
+    wide20
+    exit 0
+    ;;
+  l64)
+    [ -e "$OUT/best_L32.safetensors" ] ||
+      { echo "scaling.sh l64: $OUT/best_L32.safetensors is not there yet (scaling.sh l32 makes it)" >&2; exit 2; }
+    transfer64
+    wide64
+    exit 0
+    ;;
+esac
 
 if [ "${1:-all}" = l32 ]; then
   [ -e "$OUT/path_L20_at$L20_FOR_L32.safetensors" ] ||
@@ -165,17 +219,11 @@ if [ "${1:-all}" != table ]; then
   snapshot path_L20 "$L20_FOR_L32" L20
   wait $side
   # L = 20 on, side by side with L = 32 (from the L = 20 flow at L20_FOR_L32 steps)
-  {
-    train_to path_L20 "$L20_LR_DROP" L20
-    continue_to best_L20 "$OUT/path_L20.safetensors" "$L20_PATH_TO" L20 --lr 4e-5 --decay-steps 4000 $(coarse 20)
-  } &
+  line20 &
   side=$!
   line32
   wait $side
-  # L = 64 from the L = 32 flow: its ESS right after the transfer, then fine-tuning if asked
-  [ -e "$OUT/transfer_L64.safetensors" ] ||
-    $E train --preset L64 --init-from "$OUT/best_L32.safetensors" --steps 0 --ess-samples "$ESS64" --threads 2 \
-      --out "$OUT/transfer_L64.safetensors" 2>&1 | tee "$S/transfer_L64.txt"
+  transfer64
   if [ "$L64_PATH_TO" -gt 0 ]; then
     continue_to best_L64 "$OUT/transfer_L64.safetensors" "$L64_PATH_TO" L64 --lr 1e-4 --decay-steps 4000 \
       --warmup-steps 10 --gradient path
@@ -186,17 +234,11 @@ if [ "${1:-all}" != table ]; then
       --gradient path --lr 3e-5 --decay-steps 20000 --warmup-steps 50 --seed 11 &
     side=$!
   fi
-  if [ "$L20_WIDE_TO" -gt 0 ]; then
-    train_to wide_L20 "$L20_WIDE_TO" L20 --init-from "$OUT/best_L20.safetensors" --time-kernel-size 28 \
-      --gradient path --lr 4e-5 --decay-steps 4000 --warmup-steps 30 --seed 11 $(coarse 20)
-  fi
+  wide20
   if [ "$L12_WIDE_TO" -gt 0 ]; then wait $side; fi
   # the wider L = 32 flow, then L = 64 from it
   wide32
-  if [ "$L64_WIDE_TO" -gt 0 ] && [ -e "$OUT/wide_L32.safetensors" ]; then
-    train_to wide_L64 "$L64_WIDE_TO" L64 --init-from "$OUT/wide_L32.safetensors" --time-kernel-size 28 \
-      --gradient path --lr 3e-5 --warmup-steps 10 --seed 11
-  fi
+  wide64
 fi
 
 # the chains (flow Metropolis with Z2 flips) and the HMC references; a JSON file each, kept
