@@ -119,6 +119,11 @@ impl AnyFlow {
     pub fn sample(&mut self, n: usize) -> Result<Samples> {
         each!(self, f => f.sample(n))
     }
+    /// `n` samples keyed by (seed, sample stream, first + i): the proposals a chain with this
+    /// seed draws as its proposals first..first + n. Advances nothing.
+    pub fn sample_keyed(&mut self, seed: u64, first: u64, n: usize) -> Result<Samples> {
+        each!(self, f => f.sample_keyed(seed, first, n))
+    }
     /// ESS of `n` fresh samples from a separate stream.
     pub fn ess(&mut self, n: usize) -> Result<f64> {
         each!(self, f => f.ess(n))

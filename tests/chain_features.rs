@@ -210,3 +210,35 @@ fn a_checkpoint_with_a_host_action_needs_it_set_again() {
     assert_eq!(resumed.state().unwrap().phi, straight.state().unwrap().phi);
     assert_eq!(resumed.stats(), straight.stats());
 }
+
+#[test]
+fn keyed_samples_are_the_chains_proposals() {
+    // sample_keyed(seed, k, ·) draws what a chain with that seed proposes at step k (flips draw
+    // from their own stream): every accepted state is the keyed sample of its step, and the
+    // samples after the chain's last proposal are new draws
+    let mut flow = random_flow(2, small_arch(false), 0.3, 5);
+    let (seed, n) = (7u64, 400u64);
+    let keyed = flow.sample_keyed(seed, 0, n as usize + 5).unwrap();
+    let v = flow.volume();
+    let mut chain = Chain::new(&flow, seed);
+    chain.set_flip(true);
+    let (mut k, mut checked) = (0usize, 0);
+    chain
+        .run(n, |st, accepted| {
+            if accepted {
+                let want = &keyed.phi[k * v..(k + 1) * v];
+                let flipped = st.phi.iter().zip(want).all(|(a, b)| *a == -*b);
+                assert!(st.phi == want || flipped, "accepted state of step {k} is not keyed sample {k}");
+                checked += 1;
+            }
+            k += 1;
+        })
+        .unwrap();
+    assert!(checked > 5, "only {checked} accepted steps");
+    assert_eq!(chain.stats().proposed, n);
+    let after = flow.sample_keyed(seed, n, 5).unwrap();
+    assert_eq!(after.phi, keyed.phi[n as usize * v..]);
+    // another seed, other draws; the flow's own stream is a third one
+    assert_ne!(flow.sample_keyed(seed + 1, 0, 1).unwrap().phi, keyed.phi[..v]);
+    assert_ne!(flow.sample(1).unwrap().phi, keyed.phi[..v]);
+}

@@ -298,9 +298,13 @@ impl Flow {
 
     /// Draws prior noise for samples `first..first + n` of `stream` into an n × V buffer.
     fn noise(&self, stream: Stream, first: u64, n: usize) -> Vec<f64> {
+        self.noise_keyed(self.config.seed, stream, first, n)
+    }
+
+    /// As `noise`, with the draws keyed by `seed` instead of the flow's own seed.
+    fn noise_keyed(&self, seed: u64, stream: Stream, first: u64, n: usize) -> Vec<f64> {
         let v = self.volume();
         let mut z = vec![0.0; n * v];
-        let seed = self.config.seed;
         self.pool.install(|| {
             z.par_chunks_mut(v).enumerate().for_each(|(i, zi)| Rng::new(seed, stream, first + i as u64).fill_normal(zi))
         });
@@ -507,6 +511,14 @@ impl Flow {
     pub fn sample_at(&mut self, stream: Stream, first: u64, n: usize) -> Result<Samples> {
         crate::memory::check(self.sampling_bytes(n), &format!("sampling {n} fields"))?;
         let z = self.noise(stream, first, n);
+        self.push_forward(&z)
+    }
+
+    /// n samples whose noise is keyed by (seed, sample stream, first + i), as a Metropolis chain
+    /// with that seed draws its proposals. Advances nothing.
+    pub fn sample_keyed(&mut self, seed: u64, first: u64, n: usize) -> Result<Samples> {
+        crate::memory::check(self.sampling_bytes(n), &format!("sampling {n} fields"))?;
+        let z = self.noise_keyed(seed, Stream::Sample, first, n);
         self.push_forward(&z)
     }
 

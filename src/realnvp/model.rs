@@ -235,13 +235,17 @@ impl RealNvp {
 
     /// Draws prior noise for samples `first..first + n` of `stream` into an n × V buffer.
     fn noise(&self, stream: Stream, first: u64, n: usize) -> Result<Vec<f64>> {
+        self.noise_keyed(self.config.seed, stream, first, n)
+    }
+
+    /// As `noise`, with the draws keyed by `seed` instead of the flow's own seed.
+    fn noise_keyed(&self, seed: u64, stream: Stream, first: u64, n: usize) -> Result<Vec<f64>> {
         let v = self.volume();
         let len = n
             .checked_mul(v)
             .filter(|&len| len as u64 <= 1u64 << 32)
             .ok_or_else(|| Error::new(Status::OutOfMemory, format!("{n} samples of volume {v}: too many at once")))?;
         let mut z = vec![0.0; len];
-        let seed = self.config.seed;
         self.pool.install(|| {
             z.par_chunks_mut(v).enumerate().for_each(|(i, zi)| Rng::new(seed, stream, first + i as u64).fill_normal(zi))
         });
@@ -282,6 +286,13 @@ impl RealNvp {
     /// by (seed, stream, first + i). Advances nothing.
     pub fn sample_at(&self, stream: Stream, first: u64, n: usize) -> Result<Samples> {
         let z = self.noise(stream, first, n)?;
+        self.push_forward(&z)
+    }
+
+    /// n samples whose noise is keyed by (seed, sample stream, first + i), as a Metropolis chain
+    /// with that seed draws its proposals. Advances nothing.
+    pub fn sample_keyed(&self, seed: u64, first: u64, n: usize) -> Result<Samples> {
+        let z = self.noise_keyed(seed, Stream::Sample, first, n)?;
         self.push_forward(&z)
     }
 

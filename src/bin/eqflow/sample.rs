@@ -53,7 +53,8 @@ pub struct SampleArgs {
     /// Add the Z2 flip update φ → −φ after each step (exact, free).
     #[arg(long)]
     pub flip: bool,
-    /// Independent samples for the reweighting estimates (0: none).
+    /// Independent samples for the reweighting estimates (0: none), drawn with the chain's seed
+    /// after its proposals.
     #[arg(long, default_value_t = 5000)]
     pub reweight: usize,
     /// Integrate a continuous flow's vector field with this many RK4 steps instead of its own
@@ -203,7 +204,9 @@ pub fn sample(a: SampleArgs) -> Res<serde_json::Value> {
     }
     eprintln!("  wall time       {secs:.1} s ({:.0} proposals/s)", a.n as f64 / secs);
     let rw = if a.reweight >= 2 {
-        let samples = flow.sample(a.reweight).map_err(err)?;
+        // the chain's own seed, the proposal indices after its last: independent of the chain's
+        // proposals, and a new --seed gives new samples
+        let samples = flow.sample_keyed(a.seed, stats.proposed, a.reweight).map_err(err)?;
         let r = reweight_samples(&samples, l, 0.0).map_err(err)?;
         print_reweighted(&r, 0.0);
         Some(r)
