@@ -379,6 +379,9 @@ typedef struct eqflow_reweighted {
   double l_m_p;
   // Its error.
   double l_m_p_err;
+  // The jackknife error of `ess` (appended: a caller compiled before it passes the older
+  // `struct_size` and gets every field up to `l_m_p_err`).
+  double ess_err;
 } eqflow_reweighted;
 
 // Parameters of `eqflow_hmc_new`. Initialise with `eqflow_hmc_params_init`; fields are only

@@ -14,7 +14,6 @@ use crate::error::{check_len, Error, Result};
 use crate::flow::model::Samples;
 use crate::observables::measurements::{P_ABS_M, P_CT, P_M, P_M2, P_M4};
 use crate::observables::{effective_mass, Measurements};
-use crate::train::ess;
 
 /// A value with its error.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -32,6 +31,9 @@ pub struct Reweighted {
     pub n: usize,
     /// The ESS fraction of the weights used (after any shift of λ).
     pub ess: f64,
+    /// Its jackknife error ([`ess_with_error`]); NaN in JSON written before it existed.
+    #[serde(default = "nan")]
+    pub ess_error: f64,
     /// log Z of the target (Z = ∫ e^{−S}), from log mean w.
     pub log_z: ValueError,
     /// ⟨M⟩.
@@ -80,6 +82,36 @@ pub fn log_z(log_w: &[f64]) -> Result<ValueError> {
     let n = w.len() as f64;
     let m2 = w.iter().map(|x| x * x).sum::<f64>() / n;
     Ok(ValueError { value: lz, error: ((m2 - 1.0).max(0.0) / n).sqrt() })
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// The ESS fraction (Σ w)² / (N Σ w²) of log-weights with its jackknife error over
+/// B = min(N, [`JACKKNIFE_BLOCKS`]) consecutive blocks of samples (leave one block out:
+/// √((B − 1)/B Σ_k (ESS_k − mean)²)). Where a few heavy weights set the ESS the error is
+/// itself uncertain (it is then as large as the ESS, or larger, on a rerun): the honest
+/// summary of such an ESS is its order of magnitude.
+pub fn ess_with_error(log_w: &[f64]) -> Result<ValueError> {
+    let (w, _) = normalised(log_w)?;
+    let n = w.len();
+    let b = n.min(JACKKNIFE_BLOCKS);
+    let mut bw = vec![(0.0, 0.0, 0usize); b];
+    for (k, blk) in bw.iter_mut().enumerate() {
+        for x in &w[k * n / b..(k + 1) * n / b] {
+            blk.0 += x;
+            blk.1 += x * x;
+            blk.2 += 1;
+        }
+    }
+    let (s1, s2): (f64, f64) = bw.iter().fold((0.0, 0.0), |(a, c), blk| (a + blk.0, c + blk.1));
+    let value = s1 * s1 / (n as f64 * s2);
+    let ek: Vec<f64> = bw.iter().map(|&(a, c, m)| (s1 - a) * (s1 - a) / ((n - m) as f64 * (s2 - c))).collect();
+    let bf = b as f64;
+    let mean = ek.iter().sum::<f64>() / bf;
+    let var = (bf - 1.0) / bf * ek.iter().map(|v| (v - mean).powi(2)).sum::<f64>();
+    Ok(ValueError { value, error: var.sqrt() })
 }
 
 /// Leave-one-out blocks of the jackknife of [`reweight_derived`] (fewer with fewer samples).
@@ -184,9 +216,11 @@ pub fn reweight_samples(samples: &Samples, l: usize, delta_lambda: f64) -> Resul
     let m_p_t = (1..=half)
         .map(|t| reweight_derived(&log_w, &mp_series, &|a| effective_mass(&correlator(a), l, t)))
         .collect::<Result<Vec<_>>>()?;
+    let e = ess_with_error(&log_w)?;
     Ok(Reweighted {
         n,
-        ess: ess(&log_w),
+        ess: e.value,
+        ess_error: e.error,
         log_z: log_z(&log_w)?,
         m: one(P_M)?,
         abs_m: one(P_ABS_M)?,
@@ -201,6 +235,7 @@ pub fn reweight_samples(samples: &Samples, l: usize, delta_lambda: f64) -> Resul
 mod tests {
     use super::*;
     use crate::rng::{Rng, Stream};
+    use crate::train::ess;
 
     #[test]
     fn gaussian_reweighting_is_exact_within_errors() {
@@ -255,6 +290,34 @@ mod tests {
         assert!(reweight_mean(&[0.0, f64::NAN], &[1.0, 2.0]).is_err());
         assert!(reweight_mean(&[0.0, 0.0], &[1.0]).is_err());
         assert!(reweight_mean(&[f64::NEG_INFINITY, f64::NEG_INFINITY], &[1.0, 1.0]).is_err());
+    }
+
+    #[test]
+    fn ess_error_is_calibrated_by_replicas() {
+        // log-normal weights (log w ~ N(0, σ²)): ESS → e^{−σ²}; the scatter of the ESS over
+        // replicas matches the reported jackknife error, and the value is the plain formula's
+        let (sig, n, reps) = (0.6, 2000, 200);
+        let (mut vals, mut errs) = (Vec::new(), Vec::new());
+        for r in 0..reps {
+            let mut lw = vec![0.0; n];
+            Rng::new(500 + r, Stream::Sample, 0).fill_normal(&mut lw);
+            lw.iter_mut().for_each(|x| *x *= sig);
+            let e = ess_with_error(&lw).unwrap();
+            assert!((e.value - ess(&lw)).abs() < 1e-12);
+            vals.push(e.value);
+            errs.push(e.error);
+        }
+        let mean = vals.iter().sum::<f64>() / reps as f64;
+        let scatter = (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (reps - 1) as f64).sqrt();
+        let err = errs.iter().sum::<f64>() / reps as f64;
+        println!("ESS {mean:.4} (e^-σ² = {:.4}): scatter {scatter:.5} vs reported {err:.5}", (-sig * sig).exp());
+        assert!((mean - (-sig * sig).exp()).abs() < 0.01);
+        assert!((scatter / err - 1.0).abs() < 0.2);
+        assert!(ess_with_error(&[0.0]).is_err());
+        assert!(ess_with_error(&[0.0, f64::NAN]).is_err());
+        // equal weights: ESS 1 exactly, no spread
+        let flat = ess_with_error(&[0.3; 50]).unwrap();
+        assert!((flat.value - 1.0).abs() < 1e-12 && flat.error < 1e-12);
     }
 
     #[test]

@@ -139,6 +139,7 @@ module eqflow
     real(c_double) :: binder_err
     real(c_double) :: l_m_p
     real(c_double) :: l_m_p_err
+    real(c_double) :: ess_err           ! the jackknife error of ess
   end type
 
   type, bind(C) :: eqflow_hmc_params

@@ -138,8 +138,9 @@ mutable struct Reweighted
     binder_err::Float64
     l_m_p::Float64
     l_m_p_err::Float64
+    ess_err::Float64
 end
-Reweighted() = Reweighted(sizeof(Reweighted), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+Reweighted() = Reweighted(sizeof(Reweighted), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 struct EqFlowError <: Exception
     status::Int32

@@ -716,10 +716,13 @@ pub struct eqflow_reweighted {
     pub l_m_p: f64,
     /// Its error.
     pub l_m_p_err: f64,
+    /// The jackknife error of `ess` (appended: a caller compiled before it passes the older
+    /// `struct_size` and gets every field up to `l_m_p_err`).
+    pub ess_err: f64,
 }
 
 unsafe impl Versioned for eqflow_reweighted {
-    const OLD_SIZES: &'static [usize] = &[];
+    const OLD_SIZES: &'static [usize] = &[std::mem::offset_of!(eqflow_reweighted, ess_err)];
     const NAME: &'static str = "eqflow_reweighted";
 }
 
@@ -765,6 +768,7 @@ pub unsafe extern "C" fn eqflow_flow_reweight(
                 binder_err: r.binder.error,
                 l_m_p: r.l_m_p.value,
                 l_m_p_err: r.l_m_p.error,
+                ess_err: r.ess_error,
             },
         );
         Ok(())

@@ -15,6 +15,7 @@
  * Small (L = 4) so that it runs under valgrind in seconds. Usage: chain_features <scratch-dir> */
 #include "check.h"
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,14 +257,22 @@ static void check_reweight(eqflow_flow *flow) {
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
     OK(eqflow_flow_reweight(flow, 256, 0.0, &r));
-    CHECK(r.n == 256 && r.ess > 0.0 && r.ess <= 1.0);
+    CHECK(r.n == 256 && r.ess > 0.0 && r.ess <= 1.0 && isfinite(r.ess_err) && r.ess_err > 0.0);
+    /* a caller compiled before ess_err existed: its smaller struct_size is accepted and the
+     * appended field is not written */
+    eqflow_reweighted old;
+    memset(&old, 0, sizeof old);
+    old.struct_size = offsetof(eqflow_reweighted, ess_err);
+    old.ess_err = -7.0;
+    OK(eqflow_flow_reweight(flow, 64, 0.0, &old));
+    CHECK(old.n == 64 && old.ess > 0.0 && old.ess_err == -7.0);
     CHECK(finite_with_error(r.log_z, r.log_z_err) && finite_with_error(r.m, r.m_err) &&
           finite_with_error(r.abs_m, r.abs_m_err) && finite_with_error(r.chi2, r.chi2_err) &&
           finite_with_error(r.binder, r.binder_err));
     /* L m_p: defined (with an error) or, from 256 samples of a weak flow, undefined (both NaN) */
     CHECK((isfinite(r.l_m_p) && isfinite(r.l_m_p_err)) || (isnan(r.l_m_p) && isnan(r.l_m_p_err)));
     CHECK(r.abs_m >= fabs(r.m) - 3.0 * r.m_err && r.chi2 > 0.0);
-    printf("reweight: ESS %.3f, log Z %.4f(%.4f), <|M|> %.4f(%.4f), chi2 %.4f(%.4f), L m_p %.3f(%.3f)\n", r.ess, r.log_z,
+    printf("reweight: ESS %.3f(%.3f), log Z %.4f(%.4f), <|M|> %.4f(%.4f), chi2 %.4f(%.4f), L m_p %.3f(%.3f)\n", r.ess, r.ess_err, r.log_z,
            r.log_z_err, r.abs_m, r.abs_m_err, r.chi2, r.chi2_err, r.l_m_p, r.l_m_p_err);
     eqflow_reweighted d;
     memset(&d, 0, sizeof d);

@@ -552,7 +552,11 @@ static void check_struct_sizes(void) {
     ob.struct_size = sizeof ob - 8;
     EXPECT_STATUS(eqflow_chain_observables(c, &ob), EQFLOW_STATUS_BAD_STRUCT_SIZE);
     eqflow_reweighted rw;
-    rw.struct_size = sizeof rw - 8;
+    rw.struct_size = sizeof rw - 8; /* the size before ess_err was appended: accepted */
+    OK(eqflow_flow_reweight(ref, 8, 0.0, &rw));
+    rw.struct_size = sizeof rw - 16;
+    EXPECT_STATUS(eqflow_flow_reweight(ref, 8, 0.0, &rw), EQFLOW_STATUS_BAD_STRUCT_SIZE);
+    rw.struct_size = sizeof rw + 8;
     EXPECT_STATUS(eqflow_flow_reweight(ref, 8, 0.0, &rw), EQFLOW_STATUS_BAD_STRUCT_SIZE);
     eqflow_chain_free(c);
     eqflow_flow_free(ref);

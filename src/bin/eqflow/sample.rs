@@ -125,7 +125,10 @@ pub struct ReweightArgs {
 }
 
 fn print_reweighted(r: &Reweighted, delta_lambda: f64) {
-    eprintln!("reweighting {} independent flow samples (λ + {delta_lambda}): ESS {:.4}", r.n, r.ess);
+    eprintln!(
+        "reweighting {} independent flow samples (λ + {delta_lambda}): ESS {:.4} ± {:.4}",
+        r.n, r.ess, r.ess_error
+    );
     eprintln!("  log Z           {:.4} ± {:.4}", r.log_z.value, r.log_z.error);
     eprintln!("  chi2            {:.4} ± {:.4}", r.chi2.value, r.chi2.error);
     eprintln!("  L·m_p           {:.4} ± {:.4}", r.l_m_p.value, r.l_m_p.error);
