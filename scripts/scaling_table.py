@@ -59,6 +59,14 @@ def sigma(a, b):
     return f"{abs(a['value'] - b['value']) / (a['error'] ** 2 + b['error'] ** 2) ** 0.5:.1f}σ"
 
 
+def fresh_ess(flow):
+    """The ESS of fresh samples, with its jackknife error where the JSON has one."""
+    if not flow or flow.get("ess") is None:
+        return "–"
+    e = flow.get("ess_error")
+    return f"{flow['ess']:.3f}" + (f" ± {e:.3f}" if e is not None else "")
+
+
 def rw_ess(flow):
     """The ESS of the chain's independent reweighting samples, with its jackknife error."""
     r = flow and flow.get("reweighted")
@@ -112,7 +120,7 @@ def table(out):
                 src=os.path.basename(flow_file) if flow_file else "–",
                 steps=steps,
                 hours=f"{hours:.1f}" if hours is not None else "–",
-                ess=f"{flow['ess']:.3f}" if flow and flow.get("ess") is not None else "–",
+                ess=fresh_ess(flow),
                 rw=rw_ess(flow),
                 acc=f"{flow['acceptance']:.3f}" if flow else "–",
                 n=fs["n"] if fs else "–",

@@ -128,6 +128,10 @@ impl AnyFlow {
     pub fn ess(&mut self, n: usize) -> Result<f64> {
         each!(self, f => f.ess(n))
     }
+    /// ESS of `n` ≥ 2 fresh samples (those of [`Self::ess`]) with its jackknife error.
+    pub fn ess_estimate(&mut self, n: usize) -> Result<crate::reweight::ValueError> {
+        each!(self, f => f.ess_estimate(n))
+    }
     /// Sets the number of worker threads (0: all cores).
     pub fn set_threads(&mut self, threads: usize) -> Result<()> {
         each!(self, f => f.set_threads(threads))

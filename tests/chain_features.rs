@@ -242,3 +242,13 @@ fn keyed_samples_are_the_chains_proposals() {
     assert_ne!(flow.sample_keyed(seed + 1, 0, 1).unwrap().phi, keyed.phi[..v]);
     assert_ne!(flow.sample(1).unwrap().phi, keyed.phi[..v]);
 }
+
+#[test]
+fn ess_estimate_is_the_ess_of_the_same_samples_with_an_error() {
+    let mut flow = random_flow(3, small_arch(false), 0.2, 4);
+    let e = flow.ess_estimate(300).unwrap();
+    let plain = flow.ess(300).unwrap();
+    assert!((e.value - plain).abs() < 1e-12 * plain, "{} vs {plain}", e.value);
+    assert!(e.value > 0.0 && e.value <= 1.0 && e.error > 0.0 && e.error.is_finite(), "{e:?}");
+    assert_eq!(flow.ess_estimate(1).unwrap_err().status, Status::InvalidArgument);
+}

@@ -249,10 +249,11 @@ fn sample_hmc_reweight_and_report() {
         "500",
         "--json",
     ]));
-    for k in ["acceptance", "ess", "stats", "summary", "reweighted", "proposals_per_second"] {
+    for k in ["acceptance", "ess", "ess_error", "stats", "summary", "reweighted", "proposals_per_second"] {
         assert!(s.get(k).is_some(), "sample --json lacks '{k}'");
     }
     assert!(s["summary"]["chi2"]["value"].as_f64().unwrap().is_finite());
+    assert!(s["ess_error"].as_f64().unwrap() > 0.0 && s["reweighted"]["ess_error"].as_f64().unwrap() > 0.0);
     assert!(s["summary"]["tau_int_abs_m"].as_f64().is_some());
     assert!(s["stats"]["flips_proposed"].as_u64().unwrap() > 200);
     // the reweighting samples follow the chain's seed: the same seed, the same estimate; another

@@ -531,6 +531,16 @@ impl Flow {
         Ok(ess(&s.log_weights()))
     }
 
+    /// As [`Self::ess`] (the same samples), with the jackknife error of the estimate
+    /// ([`crate::reweight::ess_with_error`]); n ≥ 2.
+    pub fn ess_estimate(&mut self, n: usize) -> Result<crate::reweight::ValueError> {
+        if n < 2 {
+            return Err(Error::invalid(format!("ess: n_samples = {n} (need at least 2 for an error)")));
+        }
+        let s = self.sample_at(Stream::Ess, self.steps_done << 24, n)?;
+        crate::reweight::ess_with_error(&s.log_weights())
+    }
+
     /// log q of arbitrary configurations (n × V): the discrete forward map is inverted to
     /// ~1e-13 (f64) and the divergence accumulated forward exactly as in sampling.
     pub fn log_prob(&mut self, phi: &[f64]) -> Result<Vec<f64>> {

@@ -305,6 +305,16 @@ impl RealNvp {
         Ok(ess(&s.log_weights()))
     }
 
+    /// As [`Self::ess`] (the same samples), with the jackknife error of the estimate
+    /// ([`crate::reweight::ess_with_error`]); n ≥ 2.
+    pub fn ess_estimate(&self, n: usize) -> Result<crate::reweight::ValueError> {
+        if n < 2 {
+            return Err(Error::invalid(format!("ess: n_samples = {n} (need at least 2 for an error)")));
+        }
+        let s = self.sample_at(Stream::Ess, self.steps_done << 24, n)?;
+        crate::reweight::ess_with_error(&s.log_weights())
+    }
+
     /// The exact inverse z = Φ⁻¹(φ) (n × V) and log q(φ) = log r(z) − log-det of each field.
     pub fn invert_with_log_prob(&self, phi: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
         let v = self.volume();

@@ -126,13 +126,20 @@ pub fn reference(l: usize, c: &Couplings) -> Option<(usize, f64, f64, f64, f64)>
 }
 
 /// Prints a chain's observables to stderr.
-pub fn print_summary(label: &str, s: &ChainSummary, acc: Option<f64>, ess: Option<f64>, l: usize, c: &Couplings) {
+pub fn print_summary(
+    label: &str,
+    s: &ChainSummary,
+    acc: Option<f64>,
+    ess: Option<eqflow::reweight::ValueError>,
+    l: usize,
+    c: &Couplings,
+) {
     eprintln!("{label}: {} configurations", s.n_measured.max(s.n as u64));
     if let Some(a) = acc {
         eprintln!("  acceptance      {:.4}", a);
     }
     if let Some(e) = ess {
-        eprintln!("  ESS             {:.4}", e);
+        eprintln!("  ESS             {:.4} ± {:.4} (fresh samples)", e.value, e.error);
     }
     eprintln!("  chi2            {:.4} ± {:.4}", s.chi2.value, s.chi2.error);
     eprintln!("  L·m_p           {:.4} ± {:.4}", s.l_m_p.value, s.l_m_p.error);

@@ -196,9 +196,10 @@ pub fn sample(a: SampleArgs) -> Res<serde_json::Value> {
     }
     let secs = start.elapsed().as_secs_f64();
     let stats = chain.stats();
-    let ess = flow.ess(2000.min(a.n as usize)).map_err(err)?;
+    let ess_est = flow.ess_estimate(2000.min(a.n as usize)).map_err(err)?;
+    let ess = ess_est.value;
     let s = chain.observables().map_err(err)?;
-    print_summary("flow Metropolis", &s, Some(stats.acceptance()), Some(ess), l, &c);
+    print_summary("flow Metropolis", &s, Some(stats.acceptance()), Some(ess_est), l, &c);
     if stats.non_finite > 0 {
         eprintln!("  rejected as non-finite (log q or S): {}", stats.non_finite);
     }
@@ -220,6 +221,7 @@ pub fn sample(a: SampleArgs) -> Res<serde_json::Value> {
         eprintln!("  configurations  {} ({} every {})", p.display(), a.output.dtype, a.output.every);
     }
     Ok(json!({"lattice": l, "m2": c.m2, "lambda": c.lambda, "acceptance": stats.acceptance(), "ess": ess,
+        "ess_error": ess_est.error,
         "stats": stats, "seconds": secs, "proposals_per_second": a.n as f64 / secs, "summary": s,
         "reweighted": rw, "reference": reference(l, &c), "out": a.output.out}))
 }
