@@ -58,8 +58,8 @@ L64_WIDE_TO=${L64_WIDE_TO:-300}  # (session 9: 71 steps at N_t = 54; session 12:
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
 MIN6=${MIN6:-25} MIN12=${MIN12:-35} PROPOSALS=${PROPOSALS:-100000} ESS64=${ESS64:-200} ESS=${ESS:-1000}
-N6=${N6:-30000} N12=${N12:-50000} N20=${N20:-4000} N32=${N32:-2000} N64=${N64:-200}
-HMC6=${HMC6:-10000000} HMC12=${HMC12:-10000000} HMC20=${HMC20:-2000000} HMC32=${HMC32:-1000000} HMC64=${HMC64:-0}
+N6=${N6:-30000} N12=${N12:-50000} N20=${N20:-4000} N32=${N32:-2000} N64=${N64:-600}
+HMC6=${HMC6:-10000000} HMC12=${HMC12:-10000000} HMC20=${HMC20:-2000000} HMC32=${HMC32:-1000000} HMC64=${HMC64:-1000000}
 
 # the step a flow has reached (from its file's metadata)
 steps_of() { python3 scripts/scaling_table.py --steps "$1"; }
