@@ -59,12 +59,17 @@ def sigma(a, b):
     return f"{abs(a['value'] - b['value']) / (a['error'] ** 2 + b['error'] ** 2) ** 0.5:.1f}σ"
 
 
+def err(e):
+    """An ESS error: three decimals, or one significant digit below 0.001."""
+    return f"{e:.3f}" if e >= 0.001 else f"{e:.1g}"
+
+
 def fresh_ess(flow):
     """The ESS of fresh samples, with its jackknife error where the JSON has one."""
     if not flow or flow.get("ess") is None:
         return "–"
     e = flow.get("ess_error")
-    return f"{flow['ess']:.3f}" + (f" ± {e:.3f}" if e is not None else "")
+    return f"{flow['ess']:.3f}" + (f" ± {err(e)}" if e is not None else "")
 
 
 def rw_ess(flow):
@@ -73,7 +78,7 @@ def rw_ess(flow):
     if not r or r.get("ess") is None:
         return "–"
     e = r.get("ess_error")
-    return f"{r['ess']:.3f}" + (f" ± {e:.3f}" if e is not None else "") + f" ({r['n']})"
+    return f"{r['ess']:.3f}" + (f" ± {err(e)}" if e is not None else "") + f" ({r['n']})"
 
 
 def cpu_name():
