@@ -5,7 +5,7 @@
 #
 #   scripts/scaling.sh            # everything (about 21 hours of two cores; resumable)
 #   scripts/scaling.sh table      # only sample the flows in $OUT and write the table
-#   scripts/scaling.sh l32        # only the L = 32 line (path_L32, best_L32, wide_L32), on one
+#   scripts/scaling.sh l32        # only the L = 32 line (path_L32, best_L32, wide_L32, long_L32), on one
 #                                 # core, once the L = 20 flow it starts from exists: run it
 #                                 # beside the main chain when that leaves a core idle
 #   scripts/scaling.sh l20        # only the L = 20 line after path_L20_at161 (path_L20, best_L20,
@@ -55,6 +55,9 @@ L20_WIDE_TO=${L20_WIDE_TO:-1647}
 # lr 1e-4 made the loss climb after 20 steps, hence 3e-5)
 L32_WIDE_TO=${L32_WIDE_TO:-1000}  # (session 9: 242 steps; session 11: on to 1000, resumable)
 L64_WIDE_TO=${L64_WIDE_TO:-300}  # (session 9: 71 steps at N_t = 54; session 12: from the 1000-step wide_L32)
+# (session 13) wide_L32 continued as long_L32 under a new learning-rate schedule (back to 5e-5;
+# its batch ESS still rose slowly at 2.8e-5) to this step in all (0: none)
+L32_LONG_TO=${L32_LONG_TO:-2400}
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
 MIN6=${MIN6:-25} MIN12=${MIN12:-35} PROPOSALS=${PROPOSALS:-100000} ESS64=${ESS64:-200} ESS=${ESS:-1000}
@@ -132,6 +135,12 @@ wide32() {
       --gradient path --lr 5e-5 --decay-steps 4000 --warmup-steps 10 --seed 11 $(coarse 32)
   fi
 }
+long32() {
+  if [ "$L32_LONG_TO" -gt 0 ]; then
+    continue_to long_L32 "$OUT/wide_L32.safetensors" "$L32_LONG_TO" L32 --lr 5e-5 --decay-steps 4000 \
+      --warmup-steps 20 $(coarse 32)
+  fi
+}
 # coarse L: the training integration of the stages at L = 20 and 32 (all their steps)
 coarse() {
   local n=$L32_TRAIN_ODE_STEPS
@@ -193,6 +202,7 @@ if [ "${1:-all}" = l32 ]; then
     { echo "scaling.sh l32: $OUT/path_L20_at$L20_FOR_L32.safetensors is not there yet (the main chain makes it)" >&2; exit 2; }
   line32
   wide32
+  long32
   exit 0
 fi
 
@@ -238,14 +248,17 @@ if [ "${1:-all}" != table ]; then
   if [ "$L12_WIDE_TO" -gt 0 ]; then wait $side; fi
   # the wider L = 32 flow, then L = 64 from it
   wide32
+  long32 &
+  side=$!
   wide64
+  wait $side
 fi
 
 # the chains (flow Metropolis with Z2 flips) and the HMC references; a JSON file each, kept
 # flow_chain L PROPOSALS [REWEIGHT [SEED]]: the chain of the widest / best / transferred flow at L
 flow_chain() {
   local l=$1 n=$2 f
-  for f in "$OUT/wide_L$l.safetensors" "$OUT/best_L$l.safetensors" "$OUT/transfer_L$l.safetensors" ""; do
+  for f in "$OUT/long_L$l.safetensors" "$OUT/wide_L$l.safetensors" "$OUT/best_L$l.safetensors" "$OUT/transfer_L$l.safetensors" ""; do
     [ -e "$f" ] && break
   done
   [ -n "$f" ] || return 0

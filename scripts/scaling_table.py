@@ -4,8 +4,9 @@
     scaling_table.py OUT            markdown on stdout
     scaling_table.py --steps FLOW   the training steps a flow file has done (its metadata)
 
-Standard library only. Flow rows: the chain of `eqflow sample --json` on OUT/wide_L*.safetensors
-(a best flow grown wider and trained on), else OUT/best_L*.safetensors, else
+Standard library only. Flow rows: the chain of `eqflow sample --json` on OUT/long_L*.safetensors
+(a wide flow trained on under a new learning-rate schedule), else OUT/wide_L*.safetensors (a best
+flow grown wider and trained on), else OUT/best_L*.safetensors, else
 OUT/transfer_L*.safetensors; HMC rows: `eqflow hmc --json`.
 """
 import json
@@ -97,7 +98,7 @@ def table(out):
     rows = []
     for l in SIZES:
         flow_file = None
-        for name in (f"wide_L{l}", f"best_L{l}", f"transfer_L{l}"):
+        for name in (f"long_L{l}", f"wide_L{l}", f"best_L{l}", f"transfer_L{l}"):
             p = os.path.join(out, name + ".safetensors")
             if os.path.exists(p):
                 flow_file = p
@@ -109,8 +110,9 @@ def table(out):
         steps = metadata(flow_file).get("steps_done", "–") if flow_file else "–"
         hours = logged_hours(flow_file) if flow_file else None
         narrow = os.path.join(out, f"best_L{l}.safetensors")
-        if flow_file and os.path.basename(flow_file).startswith("wide_") and os.path.exists(narrow):
-            # a widened flow: the best flow's steps and hours, then its own
+        if flow_file and os.path.basename(flow_file).startswith(("wide_", "long_")) and os.path.exists(narrow):
+            # a widened flow: the best flow's steps and hours, then its own (a long_ flow is a
+            # copy of the wide one, log included, that counts on from its steps)
             steps = f"{metadata(narrow).get('steps_done', '?')} + {steps}"
             more = logged_hours(narrow)
             hours = hours + more if hours is not None and more is not None else hours
