@@ -54,7 +54,8 @@ L20_WIDE_TO=${L20_WIDE_TO:-1647}
 # (keeping its 28-node kernel) and fine-tuned: path gradients to these steps (0: none; at L = 64
 # lr 1e-4 made the loss climb after 20 steps, hence 3e-5)
 L32_WIDE_TO=${L32_WIDE_TO:-1000}  # (session 9: 242 steps; session 11: on to 1000, resumable)
-L64_WIDE_TO=${L64_WIDE_TO:-300}  # (session 9: 71 steps at N_t = 54; session 12: from the 1000-step wide_L32)
+L64_WIDE_TO=${L64_WIDE_TO:-301}  # (session 9: 71 steps at N_t = 54; session 12: from the 1000-step wide_L32, 137 steps;
+# session 13: on to 301, stopped there by Ctrl-C)
 # (session 13) wide_L32 continued as long_L32 under a new learning-rate schedule (back to 5e-5;
 # its batch ESS still rose slowly at 2.8e-5) to this step in all (0: none)
 L32_LONG_TO=${L32_LONG_TO:-2400}
