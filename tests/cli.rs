@@ -256,15 +256,16 @@ fn sample_hmc_reweight_and_report() {
     assert!(s["ess_error"].as_f64().unwrap() > 0.0 && s["reweighted"]["ess_error"].as_f64().unwrap() > 0.0);
     assert!(s["summary"]["tau_int_abs_m"].as_f64().is_some());
     assert!(s["stats"]["flips_proposed"].as_u64().unwrap() > 200);
-    // the reweighting samples follow the chain's seed: the same seed, the same estimate; another
-    // seed, another one
+    // the reweighting samples and the fresh samples of the ESS follow the chain's seed: the same
+    // seed, the same estimates; another seed, other ones
     let rw = |seed: &str| {
         let j = json_of(&run(&["sample", "--flow", fs, "--n", "50", "--reweight", "200", "--seed", seed, "--json"]));
-        j["reweighted"]["ess"].as_f64().unwrap()
+        (j["reweighted"]["ess"].as_f64().unwrap(), j["ess"].as_f64().unwrap())
     };
     let (a, b) = (rw("3"), rw("4"));
     assert_eq!(a, rw("3"));
-    assert_ne!(a, b, "--seed does not change the reweighting samples");
+    assert_ne!(a.0, b.0, "--seed does not change the reweighting samples");
+    assert_ne!(a.1, b.1, "--seed does not change the fresh samples of the ESS");
     // .npy: magic, header shape (200, 4, 4), float16 payload
     let bytes = std::fs::read(&npy).unwrap();
     assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");

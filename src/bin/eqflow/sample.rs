@@ -9,7 +9,7 @@ use eqflow::action::Action;
 use eqflow::mcmc::hmc::{Hmc, HmcParams};
 use eqflow::mcmc::metropolis::Chain;
 use eqflow::observables::{summarize, Measurements};
-use eqflow::reweight::{reweight_samples, Reweighted};
+use eqflow::reweight::{ess_with_error, reweight_samples, Reweighted};
 use eqflow::{AnyFlow, Lattice};
 use serde_json::json;
 use std::path::PathBuf;
@@ -196,7 +196,11 @@ pub fn sample(a: SampleArgs) -> Res<serde_json::Value> {
     }
     let secs = start.elapsed().as_secs_f64();
     let stats = chain.stats();
-    let ess_est = flow.ess_estimate(2000.min(a.n as usize)).map_err(err)?;
+    // ESS of fresh samples keyed by the chain's seed, after the chain's proposals and the
+    // reweighting batch below: a new --seed gives new samples (and an independent estimate)
+    let fresh = flow.sample_keyed(a.seed, stats.proposed + a.reweight as u64, 2000.min(a.n as usize)).map_err(err)?;
+    let ess_est = ess_with_error(&fresh.log_weights()).map_err(err)?;
+    drop(fresh);
     let ess = ess_est.value;
     let s = chain.observables().map_err(err)?;
     print_summary("flow Metropolis", &s, Some(stats.acceptance()), Some(ess_est), l, &c);
