@@ -217,6 +217,7 @@ fn bad_arguments_give_one_line_and_exit_2() {
     assert_one_line_error(&run(&["hmc", "--preset", "L6", "--n", "3"]), "--n 3");
     assert_one_line_error(&run(&["train", "--preset", "L6", "--backend", "cuda", "--out", o]), "CUDA backend");
     assert_one_line_error(&run(&["train", "--preset", "L6", "--backend", "tpu", "--out", o]), "unknown backend");
+    assert_one_line_error(&run(&["train", "--preset", "L6", "--init-dilate", "1", "--out", o]), "--init-from");
     // sampling on a GPU, where there is none (the test machines): one line naming the backend
     let f = d.join("f.safetensors");
     train(&f, "2", None);
@@ -399,6 +400,23 @@ fn init_from_a_smaller_lattice() {
     assert_eq!((arch.n_frequencies, arch.time_kernel_size), (60, 19), "widened on the way");
     let w = d.join("w.safetensors");
     assert_one_line_error(&to_l8(&["--time-kernel-size", "12", "--out", w.to_str().unwrap()]), "does not embed");
+    // the dilated transfer (its kernel is checked in tests/transfer.rs)
+    let dl = d.join("dl.safetensors");
+    let dls = dl.to_str().unwrap();
+    let j = json_of(&to_l8(&[
+        "--batch",
+        "4",
+        "--ess-samples",
+        "10",
+        "--init-dilate",
+        "1",
+        "--init-keep",
+        "1",
+        "--out",
+        dls,
+        "--json",
+    ]));
+    assert_eq!(j["steps_done"], 1);
     let o = run(&["train", "--resume", bg, "--steps", "2", "--frequencies", "70", "--out", bg]);
     assert_one_line_error(&o, "--frequencies cannot change");
     let o = run(&[

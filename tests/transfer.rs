@@ -104,3 +104,64 @@ fn widening_keeps_the_flow_and_rejects_what_does_not_embed() {
         println!("{why}: {}", e.message);
     }
 }
+
+/// The dilated kernel against a direct evaluation on displacements (through each lattice's own
+/// orbit table, not the orbit-index formula the method uses): displacement (x0, x1) with folded
+/// distances beyond `keep` takes r^-p times the small kernel interpolated bilinearly at the
+/// folded distances over r; the others keep the small kernel at the same displacement.
+fn check_dilation(ls: usize, l: usize, power: f64, keep: usize) {
+    let small = random_flow(ls, small_arch(false), 0.5, 3);
+    let mut big = random_flow(l, small_arch(false), 0.0, 9);
+    big.transfer_from(&small).unwrap();
+    big.dilate_kernel(ls, power, keep).unwrap();
+    let (sl, bl) = (&small.layout, &big.layout);
+    let per = sl.n_tc * sl.n_c;
+    assert_eq!(per, bl.n_tc * bl.n_c);
+    let fold = |x: usize, n: usize| x.min(n - x);
+    let ws = |i: usize, j: usize, k: usize| small.params()[sl.w.start + sl.orbit_of[i * ls + j] * per + k];
+    let r = l as f64 / ls as f64;
+    let mut worst = 0.0f64;
+    for d in 0..l * l {
+        let (a, b) = (fold(d / l, l), fold(d % l, l));
+        for k in 0..per {
+            let got = big.params()[bl.w.start + bl.orbit_of[d] * per + k];
+            let want = if a.max(b) <= keep {
+                ws(a, b, k)
+            } else {
+                let (x, y) = (a as f64 / r, b as f64 / r);
+                let (i0, j0) = (x.floor() as usize, y.floor() as usize);
+                let (i1, j1) = ((i0 + 1).min(ls / 2), (j0 + 1).min(ls / 2));
+                let (fx, fy) = (x - i0 as f64, y - j0 as f64);
+                r.powf(-power)
+                    * ((1.0 - fx) * (1.0 - fy) * ws(i0, j0, k)
+                        + fx * (1.0 - fy) * ws(i1, j0, k)
+                        + (1.0 - fx) * fy * ws(i0, j1, k)
+                        + fx * fy * ws(i1, j1, k))
+            };
+            worst = worst.max((got - want).abs());
+        }
+    }
+    println!("dilate {ls} → {l}, power {power}, keep {keep}: max |ΔW| {worst:.1e}");
+    assert!(worst < 1e-12);
+    // everything but W is the plain transfer's
+    let mut plain = random_flow(l, small_arch(false), 0.0, 9);
+    plain.transfer_from(&small).unwrap();
+    let (p, q) = (plain.params(), big.params());
+    assert_eq!(p[..bl.w.start], q[..bl.w.start]);
+    assert_eq!(p[bl.w.end..], q[bl.w.end..]);
+}
+
+#[test]
+fn dilation_interpolates_the_small_kernel_and_rejects_what_it_cannot_do() {
+    check_dilation(4, 8, 2.0, 0);
+    check_dilation(4, 6, 1.0, 1);
+    check_dilation(6, 10, 0.5, 3);
+    let small = random_flow(4, small_arch(false), 0.5, 3);
+    let mut big = random_flow(8, small_arch(false), 0.0, 9);
+    big.transfer_from(&small).unwrap();
+    assert!(big.dilate_kernel(8, 1.0, 0).is_err(), "a source as large as the flow");
+    assert!(big.dilate_kernel(4, f64::NAN, 0).is_err(), "a NaN power");
+    let mut t = small_arch(false);
+    t.symmetry = KernelSymmetry::Translations;
+    assert!(random_flow(8, t, 0.0, 1).dilate_kernel(4, 1.0, 0).is_err(), "translations only");
+}

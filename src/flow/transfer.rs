@@ -103,6 +103,65 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// Dilates the kernel of a flow just transferred from a lattice of size `l_small`: the
+    /// couplings of the benchmark keep ξ ≈ L/4, so a displacement d on this lattice plays the
+    /// role of d / r on the small one (r = L / L_small). Each orbit with folded distances
+    /// (a, b), b > `keep`, gets `r^(-power)` times the kernel of the transferred flow
+    /// interpolated bilinearly at (a / r, b / r) among the orbits the small lattice has (those
+    /// with b ≤ L_small / 2, which `transfer_from` filled); orbits with b ≤ `keep` keep the small
+    /// lattice's values at the same displacement. Only the kernel W changes.
+    ///
+    /// Errors: a source lattice not smaller than this one, a kernel with translation symmetry
+    /// only, a non-finite `power`.
+    pub fn dilate_kernel(&mut self, l_small: usize, power: f64, keep: usize) -> Result<()> {
+        let l = self.lattice.size();
+        if l_small < 2 || l_small >= l {
+            return Err(Error::invalid(format!(
+                "dilate: the source lattice L = {l_small} is not smaller than L = {l}"
+            )));
+        }
+        if self.config.arch.symmetry != KernelSymmetry::Full {
+            return Err(Error::invalid(
+                "dilate: needs the fully symmetric kernel (orbits of displacements)".to_string(),
+            ));
+        }
+        if !power.is_finite() {
+            return Err(Error::invalid(format!("dilate: power = {power} is not finite")));
+        }
+        let lay = &self.layout;
+        let block = lay.n_tc * lay.n_c;
+        let orb = |a: usize, b: usize| {
+            let (a, b) = if a <= b { (a, b) } else { (b, a) };
+            b * (b + 1) / 2 + a
+        };
+        let src = self.params()[lay.w.clone()].to_vec();
+        let mut w = src.clone();
+        let r = l as f64 / l_small as f64;
+        let (c, top) = (r.powf(-power), l_small / 2);
+        for b in keep + 1..=l / 2 {
+            for a in 0..=b {
+                let (x, y) = (a as f64 / r, b as f64 / r);
+                let (x0, y0) = ((x.floor() as usize).min(top), (y.floor() as usize).min(top));
+                let (x1, y1) = ((x0 + 1).min(top), (y0 + 1).min(top));
+                let (fx, fy) = (x - x0 as f64, y - y0 as f64);
+                let dst = &mut w[orb(a, b) * block..(orb(a, b) + 1) * block];
+                for (k, d) in dst.iter_mut().enumerate() {
+                    let g = |i: usize, j: usize| src[orb(i, j) * block + k];
+                    let v = (1.0 - fx) * (1.0 - fy) * g(x0, y0)
+                        + fx * (1.0 - fy) * g(x1, y0)
+                        + (1.0 - fx) * fy * g(x0, y1)
+                        + fx * fy * g(x1, y1);
+                    *d = c * v;
+                }
+            }
+        }
+        let mut p = self.params().to_vec();
+        p[self.layout.w.clone()].copy_from_slice(&w);
+        self.set_params(&p)
+    }
+}
+
 /// Whether `a` embeds in `b`: equal but for N_t, more frequencies, a finer time kernel.
 fn check_embeds(a: &Architecture, b: &Architecture) -> Result<()> {
     let mut same = a.clone();

@@ -95,6 +95,14 @@ pub struct TrainArgs {
     /// displacements here, longer-range orbits and new frequencies start at zero.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
+    /// With --init-from: dilate the transferred kernel by r = L / L_small (displacement d here
+    /// takes the small flow's kernel at d / r, interpolated, times r^-P) beyond --init-keep.
+    #[arg(long, value_name = "P")]
+    pub init_dilate: Option<f64>,
+    /// With --init-dilate: orbits with both folded distances at most this keep the small flow's
+    /// kernel at the same displacement (default 0: the on-site term).
+    #[arg(long, default_value_t = 0, value_name = "R")]
+    pub init_keep: usize,
     /// Continue from this checkpoint (bit for bit as if never stopped).
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -148,6 +156,9 @@ fn fresh_flow(a: &TrainArgs) -> Res<AnyFlow> {
     if a.coarse_ode_steps == Some(0) {
         return Err("--coarse-ode-steps 0: must be at least 1".into());
     }
+    if a.init_dilate.is_some() && a.init_from.is_none() {
+        return Err("--init-dilate goes with --init-from".into());
+    }
     if a.arch == "realnvp" {
         if a.init_from.is_some() {
             return Err("--init-from: transfer to a larger lattice is for the continuous flow, not RealNVP".into());
@@ -195,6 +206,10 @@ fn fresh_flow(a: &TrainArgs) -> Res<AnyFlow> {
     if let Some(p) = &a.init_from {
         let small = io::load(p, 1).map_err(err)?;
         flow.transfer_from(&small).map_err(|e| format!("--init-from '{}': {}", p.display(), e.message))?;
+        if let Some(power) = a.init_dilate {
+            flow.dilate_kernel(small.lattice.size(), power, a.init_keep)
+                .map_err(|e| format!("--init-dilate: {}", e.message))?;
+        }
         eprintln!("initialised from {} (L = {})", p.display(), small.lattice.size());
     }
     Ok(flow.into())
