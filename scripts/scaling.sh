@@ -54,15 +54,16 @@ L20_WIDE_TO=${L20_WIDE_TO:-1647}
 # (keeping its 28-node kernel) and fine-tuned: path gradients to these steps (0: none; at L = 64
 # lr 1e-4 made the loss climb after 20 steps, hence 3e-5)
 L32_WIDE_TO=${L32_WIDE_TO:-1000}  # (session 9: 242 steps; session 11: on to 1000, resumable)
-L64_WIDE_TO=${L64_WIDE_TO:-301}  # (session 9: 71 steps at N_t = 54; session 12: from the 1000-step wide_L32, 137 steps;
-# session 13: on to 301, stopped there by Ctrl-C)
+L64_WIDE_TO=${L64_WIDE_TO:-465}  # (session 9: 71 steps at N_t = 54; session 12: from the 1000-step wide_L32, 137 steps;
+# session 13: on to 301; session 14: to 465, stopped there by Ctrl-C)
 # (session 13) wide_L32 continued as long_L32 under a new learning-rate schedule (back to 5e-5;
-# its batch ESS still rose slowly at 2.8e-5) to this step in all (0: none)
-L32_LONG_TO=${L32_LONG_TO:-2400}
+# its batch ESS still rose slowly at 2.8e-5) to this step in all (0: none; session 13: 2400,
+# session 14: 4100)
+L32_LONG_TO=${L32_LONG_TO:-4100}
 # Budgets of the seed runs (minutes, proposals) and of the chains (proposals) and HMC references
 # (trajectories); the defaults are the README's. Small values make a smoke test of the script.
 MIN6=${MIN6:-25} MIN12=${MIN12:-35} PROPOSALS=${PROPOSALS:-100000} ESS64=${ESS64:-200} ESS=${ESS:-1000}
-N6=${N6:-30000} N12=${N12:-50000} N20=${N20:-4000} N32=${N32:-2000} N64=${N64:-600}
+N6=${N6:-30000} N12=${N12:-50000} N20=${N20:-4000} N32=${N32:-2000} N64=${N64:-1200}
 HMC6=${HMC6:-10000000} HMC12=${HMC12:-10000000} HMC20=${HMC20:-2000000} HMC32=${HMC32:-1000000} HMC64=${HMC64:-1000000}
 
 # the step a flow has reached (from its file's metadata)
