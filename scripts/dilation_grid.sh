@@ -18,13 +18,17 @@ trap 'rm -rf "$tmp"' EXIT
 one() {
   local name=$1
   shift
-  $E train --preset "$preset" --init-from "$src" --time-kernel-size "$tk" "$@" --steps 0 --ess-samples 10 \
-    --threads 1 --out "$tmp/f.safetensors" > /dev/null 2>&1
+  if ! $E train --preset "$preset" --init-from "$src" --time-kernel-size "$tk" "$@" --steps 0 --ess-samples 10 \
+    --threads 1 --out "$tmp/f.safetensors" > /dev/null 2> "$tmp/err"; then
+    echo "$preset $name: $(tail -n 1 "$tmp/err")"
+    return 0
+  fi
   $E sample --flow "$tmp/f.safetensors" --n 10 --reweight "$n" --threads 1 --seed 5 --json 2> /dev/null |
     python3 -c "
 import json, sys
 r = json.load(sys.stdin)['reweighted']
-print('$preset %-18s ESS %.3f ± %.3f  log Z %.3f ± %.3f' % ('$name', r['ess'], r['ess_error'], r['log_z']['value'], r['log_z']['error']))"
+f = lambda x: 'n/a' if x is None else '%.3f' % x
+print('$preset %-18s ESS %s ± %s  log Z %s ± %s' % ('$name', f(r['ess']), f(r['ess_error']), f(r['log_z']['value']), f(r['log_z']['error'])))"
 }
 one plain
 for p in $5; do
